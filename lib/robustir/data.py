@@ -1,0 +1,740 @@
+"""BEIR-format datasets: data root, loading, validation, the study's registry and downloads.
+
+The interchange model is BEIR's plain dicts (see ``CONTRIBUTING.md``):
+
+* corpus ``{doc_id: {"title": str, "text": str}}``;
+* queries ``{query_id: text}``;
+* qrels ``{query_id: {doc_id: grade}}`` with integer grades used as nDCG gains.
+
+A dataset folder holds ``corpus.jsonl``, ``queries.jsonl`` and ``qrels/<split>.tsv``
+(protocol §2.1). Datasets are looked up under a *data root*: an explicit argument, else the
+``ROBUSTIR_DATA`` environment variable, else ``./data``.
+
+Used in the book chapter *Datasets and evaluation protocol* and by every experiment notebook.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterator, Literal
+
+logger = logging.getLogger(__name__)
+
+#: Environment variable naming the data root.
+DATA_ROOT_ENV = "ROBUSTIR_DATA"
+#: Data root used when neither an argument nor ``ROBUSTIR_DATA`` is given (relative to the cwd).
+DEFAULT_DATA_ROOT = "data"
+#: Literal that replaces empty query or document text (protocol §1.2, §1.4.8).
+PAD_TEXT = "[PAD]"
+#: First field of a BEIR qrels header line (protocol §8.1 row 2: detect the header by content).
+QRELS_HEADER_FIELD = "query-id"
+
+CORPUS_FILE = "corpus.jsonl"
+QUERIES_FILE = "queries.jsonl"
+QRELS_DIR = "qrels"
+
+UnknownDocPolicy = Literal["warn", "error"]
+
+
+class BeirFormatError(ValueError):
+    """A BEIR-format file is malformed; the message names the file, the line and the fix."""
+
+
+class DatasetUnavailableError(FileNotFoundError):
+    """A dataset, split or download is not available; the message says where to put the files."""
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """One split of a BEIR-format dataset, ready for encoding and evaluation.
+
+    Attributes:
+        name: dataset key (the folder name, e.g. ``"scifact"``).
+        split: qrels split (e.g. ``"test"``).
+        path: the dataset folder.
+        corpus: ``{doc_id: {"title": str, "text": str}}``, in file order.
+        queries: ``{query_id: text}``; by default only the queries judged in ``split``
+            (protocol §2.3.1), in qrels order.
+        qrels: ``{query_id: {doc_id: grade}}``, integer grades (protocol §2.3.8).
+        checksum: hex sha256 over the bytes of the three files read, in the order qrels
+            (this split), queries, corpus; recorded with every result.
+        unknown_doc_judgements: number of judged (query, doc) pairs whose doc id is not in
+            the corpus; they are kept, as the study's loader does, and count as unretrievable
+            relevant documents.
+        skipped_headerless_line: the ``(query_id, doc_id, grade)`` row dropped by the BRIGHT
+            header-line quirk (protocol §8.1 row 2), or ``None``.
+    """
+
+    name: str
+    split: str
+    path: Path
+    corpus: dict[str, dict[str, str]] = field(repr=False)
+    queries: dict[str, str] = field(repr=False)
+    qrels: dict[str, dict[str, int]] = field(repr=False)
+    checksum: str
+    unknown_doc_judgements: int = 0
+    skipped_headerless_line: tuple[str, str, int] | None = None
+
+
+def data_root(explicit: str | os.PathLike[str] | None = None) -> Path:
+    """Resolve the data root.
+
+    Used in the book chapter *Datasets and evaluation protocol* (where the data live).
+
+    Args:
+        explicit: a folder given by the caller; wins over everything else.
+
+    Returns:
+        ``explicit`` if given, else ``$ROBUSTIR_DATA`` if set and non-empty, else ``./data``;
+        as an absolute path (not required to exist).
+
+    Examples:
+        >>> data_root("/tmp/beir").as_posix()
+        '/tmp/beir'
+    """
+    if explicit is not None:
+        root = Path(explicit)
+    else:
+        root = Path(os.environ.get(DATA_ROOT_ENV) or DEFAULT_DATA_ROOT)
+    return root.expanduser().absolute()
+
+
+# ``load_dataset`` takes a ``data_root`` argument, which shadows the function inside it.
+_resolve_data_root = data_root
+
+
+def pad_empty(text: str, *, empty: str | None = PAD_TEXT) -> str:
+    """Replace text that is empty after ``strip()`` by ``empty`` (protocol §1.4.8).
+
+    Used in the book chapter *Query variations* (naturalized queries can become empty).
+
+    Args:
+        text: a query or document text.
+        empty: the replacement, ``"[PAD]"`` as in the study; ``None`` keeps the text unchanged.
+
+    Returns:
+        ``text``, or ``empty`` when ``text.strip() == ""`` and ``empty`` is not ``None``.
+
+    Examples:
+        >>> pad_empty("  ")
+        '[PAD]'
+    """
+    if empty is not None and not text.strip():
+        return empty
+    return text
+
+
+def document_text(doc: dict[str, str], *, empty: str | None = PAD_TEXT) -> str:
+    """The text a dense system encodes for a corpus document (protocol §1.2, §1.4.7).
+
+    Used in the book chapter *Datasets and evaluation protocol* and by ``robustir.encode``.
+
+    Args:
+        doc: a corpus entry with ``"text"`` and optionally ``"title"``.
+        empty: replacement for a result that is empty after ``strip()`` (see :func:`pad_empty`).
+
+    Returns:
+        ``title + " " + text`` when the title is non-empty (``len(title) > 0``), else ``text``.
+
+    Examples:
+        >>> document_text({"title": "Wings", "text": "lift"})
+        'Wings lift'
+        >>> document_text({"title": "", "text": ""})
+        '[PAD]'
+    """
+    title = doc.get("title") or ""
+    text = doc["text"]
+    joined = f"{title} {text}" if len(title) > 0 else text
+    return pad_empty(joined, empty=empty)
+
+
+# --------------------------------------------------------------------------- reading files
+
+
+class _HashingReader:
+    """Iterate over the non-blank lines of a text file, hashing the raw bytes read."""
+
+    def __init__(self, path: Path, digest: "hashlib._Hash | None" = None) -> None:
+        self.path = path
+        self.digest = digest
+
+    def __iter__(self) -> Iterator[tuple[int, str]]:
+        with self.path.open("rb") as handle:
+            for line_number, raw in enumerate(handle, start=1):
+                if self.digest is not None:
+                    self.digest.update(raw)
+                try:
+                    line = raw.decode("utf-8")
+                except UnicodeDecodeError as error:
+                    raise BeirFormatError(
+                        f"{self.path}:{line_number}: not valid UTF-8 ({error}); "
+                        "re-save the file as UTF-8."
+                    ) from None
+                if line.strip():
+                    yield line_number, line
+
+
+def _read_jsonl_records(
+    path: Path, *, kind: str, required: tuple[str, ...], digest=None
+) -> dict[str, tuple[dict, int]]:
+    """Read a BEIR JSONL file into ``{_id: (record, line_number)}``, validating each row.
+
+    Extra keys are allowed (query variant files carry them); ``_id`` values are read as strings.
+    """
+    records: dict[str, tuple[dict, int]] = {}
+    for line_number, line in _HashingReader(path, digest):
+        where = f"{path}:{line_number}"
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as error:
+            raise BeirFormatError(
+                f"{where}: malformed JSON in the {kind} file ({error.msg} at column "
+                f"{error.colno}); every line must be one JSON object such as "
+                '{"_id": "1", "text": "..."}.'
+            ) from None
+        if not isinstance(record, dict):
+            raise BeirFormatError(
+                f"{where}: expected a JSON object in the {kind} file, got "
+                f"{type(record).__name__}; every line must be one JSON object."
+            )
+        for key in required:
+            if key not in record:
+                raise BeirFormatError(
+                    f"{where}: {kind} record lacks the field {key!r}; BEIR {kind} lines "
+                    f"need {', '.join(repr(k) for k in required)}."
+                )
+        for key in ("text", "title"):
+            if key in record and not isinstance(record[key], str):
+                raise BeirFormatError(
+                    f"{where}: field {key!r} of the {kind} record must be a string, got "
+                    f"{type(record[key]).__name__}."
+                )
+        record_id = str(record["_id"])
+        if record_id in records:
+            raise BeirFormatError(
+                f"{where}: duplicate {kind} id {record_id!r} (first on line "
+                f"{records[record_id][1]}); ids must be unique, remove or rename one."
+            )
+        records[record_id] = (record, line_number)
+    return records
+
+
+def load_corpus(path: str | os.PathLike[str], *, _digest=None) -> dict[str, dict[str, str]]:
+    """Load a BEIR ``corpus.jsonl``.
+
+    Used in the book chapter *Datasets and evaluation protocol*.
+
+    Args:
+        path: the JSONL file; each line ``{"_id", "title" (optional), "text"}``. Empty text is
+            allowed here (Cranfield has two such documents); :func:`document_text` pads it.
+
+    Returns:
+        ``{doc_id: {"title": str, "text": str}}`` in file order; a missing title becomes ``""``.
+
+    Raises:
+        BeirFormatError: malformed JSON, a missing ``_id``/``text``, a non-string field or a
+            duplicate id, naming the file and line.
+    """
+    records = _read_jsonl_records(
+        Path(path), kind="corpus", required=("_id", "text"), digest=_digest
+    )
+    return {
+        doc_id: {"title": record.get("title") or "", "text": record["text"]}
+        for doc_id, (record, _) in records.items()
+    }
+
+
+def _check_query_text(path: Path, query_id: str, line_number: int, text: str) -> None:
+    if not text.strip():
+        raise BeirFormatError(
+            f"{path}:{line_number}: query {query_id!r} has empty text; fix the file, or pass "
+            "allow_empty_queries=True to keep it (it is then encoded as '[PAD]', as in the study)."
+        )
+
+
+def load_queries(
+    path: str | os.PathLike[str], *, allow_empty: bool = False, _digest=None
+) -> dict[str, str]:
+    """Load a BEIR ``queries.jsonl`` or one of the project's query-variant files.
+
+    Used in the book chapters *Datasets and evaluation protocol* and *Query variations*.
+
+    Args:
+        path: the JSONL file; each line has ``_id`` and ``text``; further keys (``metadata``,
+            the variant files' bookkeeping) are ignored.
+        allow_empty: keep queries whose text is empty after ``strip()`` instead of failing.
+
+    Returns:
+        ``{query_id: text}`` in file order.
+
+    Raises:
+        BeirFormatError: malformed JSON, a missing field, a duplicate id, or (unless
+            ``allow_empty``) an empty query text, naming the file, line and query id.
+    """
+    path = Path(path)
+    records = _read_jsonl_records(path, kind="queries", required=("_id", "text"), digest=_digest)
+    if not allow_empty:
+        for query_id, (record, line_number) in records.items():
+            _check_query_text(path, query_id, line_number, record["text"])
+    return {query_id: record["text"] for query_id, (record, _) in records.items()}
+
+
+def _read_qrels(
+    path: Path, *, skip_first_qrels_line_for_headerless_files: bool, digest=None
+) -> tuple[dict[str, dict[str, int]], dict[str, int], tuple[str, str, int] | None]:
+    """Parse a qrels TSV; return the qrels, the first line of each query, and any skipped row."""
+    qrels: dict[str, dict[str, int]] = {}
+    first_line: dict[str, int] = {}
+    skipped: tuple[str, str, int] | None = None
+    duplicates = 0
+    for index, (line_number, line) in enumerate(_HashingReader(path, digest)):
+        fields = line.rstrip("\r\n").split("\t")
+        if index == 0 and fields[0].strip() == QRELS_HEADER_FIELD:
+            continue
+        where = f"{path}:{line_number}"
+        if len(fields) != 3:
+            raise BeirFormatError(
+                f"{where}: expected 3 tab-separated columns (query-id, corpus-id, score), "
+                f"found {len(fields)}; use tabs, not spaces, and no trailing columns."
+            )
+        query_id, doc_id, grade_text = (part.strip() for part in fields)
+        try:
+            grade = int(grade_text)
+        except ValueError:
+            raise BeirFormatError(
+                f"{where}: relevance grade {grade_text!r} is not an integer; BEIR qrels grades "
+                "are integers (0 = judged not relevant)."
+            ) from None
+        if index == 0 and skip_first_qrels_line_for_headerless_files:
+            skipped = (query_id, doc_id, grade)
+            logger.warning(
+                "%s has no header; dropping its first row %s as the study's loader does "
+                "(protocol §8.1 row 2). Pass skip_first_qrels_line_for_headerless_files=False "
+                "for the corrected qrels.",
+                path,
+                skipped,
+            )
+            continue
+        judged = qrels.setdefault(query_id, {})
+        first_line.setdefault(query_id, line_number)
+        if doc_id in judged:
+            duplicates += 1
+        judged[doc_id] = grade
+    if duplicates:
+        logger.warning(
+            "%s judges %d (query, doc) pairs more than once; the last grade wins, as in BEIR.",
+            path,
+            duplicates,
+        )
+    return qrels, first_line, skipped
+
+
+def load_qrels(
+    path: str | os.PathLike[str],
+    *,
+    skip_first_qrels_line_for_headerless_files: bool = True,
+) -> dict[str, dict[str, int]]:
+    """Load a BEIR qrels TSV (``query-id  corpus-id  score``).
+
+    A header is recognised by content (first field ``query-id``), not by position.
+
+    Used in the book chapter *Datasets and evaluation protocol*.
+
+    Args:
+        path: the TSV file.
+        skip_first_qrels_line_for_headerless_files: replicate the study's loader, which always
+            skips line 1 and so drops the first judged pair of a file without a header (the
+            BRIGHT qrels; protocol §2.3.7, §8.1 row 2). ``False`` keeps every pair. Files with
+            a header are unaffected.
+
+    Returns:
+        ``{query_id: {doc_id: grade}}`` with integer grades, in file order.
+
+    Raises:
+        BeirFormatError: a row without exactly 3 tab-separated columns or with a non-integer
+            grade, naming file and line.
+    """
+    qrels, _, _ = _read_qrels(
+        Path(path),
+        skip_first_qrels_line_for_headerless_files=skip_first_qrels_line_for_headerless_files,
+    )
+    return qrels
+
+
+def available_splits(path: str | os.PathLike[str]) -> list[str]:
+    """The splits of a dataset folder: the stems of ``qrels/*.tsv``, sorted.
+
+    Used in the book chapter *Datasets and evaluation protocol*.
+
+    Args:
+        path: the dataset folder.
+
+    Returns:
+        e.g. ``["test", "train"]``; empty when there is no ``qrels`` folder.
+    """
+    qrels_dir = Path(path) / QRELS_DIR
+    if not qrels_dir.is_dir():
+        return []
+    return sorted(p.stem for p in qrels_dir.glob("*.tsv") if p.is_file())
+
+
+def _resolve_dataset_path(name_or_path: str | os.PathLike[str], root: Path) -> Path:
+    """A bare name (no path separator) is a folder under the data root; anything else a path."""
+    if isinstance(name_or_path, os.PathLike) or "/" in str(name_or_path) or (
+        os.sep in str(name_or_path)
+    ):
+        return Path(name_or_path).expanduser().absolute()
+    return root / str(name_or_path)
+
+
+def _missing_files_message(folder: Path, missing: list[str]) -> str:
+    name = folder.name
+    lines = [
+        f"dataset {name!r}: {', '.join(missing)} not found in {folder}.",
+        "Put the BEIR-format files there: "
+        f"{folder / CORPUS_FILE}, {folder / QUERIES_FILE}, {folder / QRELS_DIR}/<split>.tsv "
+        f"(or point {DATA_ROOT_ENV} / data_root at the folder that holds {name!r}/).",
+    ]
+    entry = DATASETS.get(name)
+    if entry is not None:
+        lines.append(entry.download_hint())
+    else:
+        lines.append(f"{name!r} is not a registry key either; known datasets: {', '.join(DATASETS)}.")
+    return " ".join(lines)
+
+
+def load_dataset(
+    name_or_path: str | os.PathLike[str],
+    split: str = "test",
+    data_root: str | os.PathLike[str] | None = None,
+    *,
+    keep_unjudged_queries: bool = False,
+    allow_empty_queries: bool = False,
+    unknown_doc_ids: UnknownDocPolicy = "warn",
+    skip_first_qrels_line_for_headerless_files: bool = True,
+) -> Dataset:
+    """Load one split of a BEIR-format dataset and validate it.
+
+    Used in the book chapter *Datasets and evaluation protocol* and by every experiment notebook.
+
+    Args:
+        name_or_path: a dataset key resolved to ``<data root>/<key>/`` (a string without a path
+            separator), or a dataset folder (a ``Path`` or a string containing ``/``).
+        split: the qrels split, i.e. ``qrels/<split>.tsv``.
+        data_root: data root for a key; see :func:`data_root`.
+        keep_unjudged_queries: keep every query of ``queries.jsonl``; by default only the
+            queries judged in ``split`` are kept, in qrels order (protocol §2.3.1).
+        allow_empty_queries: keep queries with empty text (they are encoded as ``"[PAD]"``)
+            instead of failing.
+        unknown_doc_ids: what to do when the qrels judge a doc id absent from the corpus:
+            ``"warn"`` (default) logs the count and keeps the judgements, as the study's BEIR
+            loader does (some BEIR sets contain a few); ``"error"`` fails naming the first one.
+        skip_first_qrels_line_for_headerless_files: see :func:`load_qrels`.
+
+    Returns:
+        The :class:`Dataset`, with a sha256 checksum over the three files read.
+
+    Raises:
+        DatasetUnavailableError: the folder, a file or the split is missing; the message says
+            where to put the files and where to download them.
+        BeirFormatError: a malformed file (see the loaders), qrels naming a query id absent
+            from ``queries.jsonl``, an empty judged query, or (``unknown_doc_ids="error"``) a
+            judged doc id absent from the corpus.
+    """
+    if unknown_doc_ids not in ("warn", "error"):
+        raise ValueError(f"unknown_doc_ids must be 'warn' or 'error', got {unknown_doc_ids!r}")
+    root = _resolve_data_root(data_root)
+    folder = _resolve_dataset_path(name_or_path, root)
+    corpus_path, queries_path = folder / CORPUS_FILE, folder / QUERIES_FILE
+    qrels_path = folder / QRELS_DIR / f"{split}.tsv"
+
+    missing = [p.name for p in (corpus_path, queries_path) if not p.is_file()]
+    splits = available_splits(folder)
+    if not splits:
+        missing.append(f"{QRELS_DIR}/<split>.tsv")
+    if missing:
+        raise DatasetUnavailableError(_missing_files_message(folder, missing))
+    if not qrels_path.is_file():
+        raise DatasetUnavailableError(
+            f"dataset {folder.name!r} has no split {split!r} ({qrels_path} not found); "
+            f"available splits: {', '.join(splits)}."
+        )
+
+    digest = hashlib.sha256()
+    qrels, first_line, skipped = _read_qrels(
+        qrels_path,
+        skip_first_qrels_line_for_headerless_files=skip_first_qrels_line_for_headerless_files,
+        digest=digest,
+    )
+    query_records = _read_jsonl_records(
+        queries_path, kind="queries", required=("_id", "text"), digest=digest
+    )
+    corpus = load_corpus(corpus_path, _digest=digest)
+
+    for query_id, line_number in first_line.items():
+        if query_id not in query_records:
+            raise BeirFormatError(
+                f"{qrels_path}:{line_number}: query id {query_id!r} is not in {queries_path}; "
+                "every judged query needs a line in queries.jsonl (check the split and id format)."
+            )
+    kept = list(query_records) if keep_unjudged_queries else list(qrels)
+    if not allow_empty_queries:
+        for query_id in kept:
+            record, line_number = query_records[query_id]
+            _check_query_text(queries_path, query_id, line_number, record["text"])
+    queries = {query_id: query_records[query_id][0]["text"] for query_id in kept}
+
+    unknown = [
+        (query_id, doc_id)
+        for query_id, judged in qrels.items()
+        for doc_id in judged
+        if doc_id not in corpus
+    ]
+    if unknown and unknown_doc_ids == "error":
+        query_id, doc_id = unknown[0]
+        raise BeirFormatError(
+            f"{qrels_path}: {len(unknown)} judged doc ids are not in {corpus_path}, first "
+            f"{doc_id!r} (query {query_id!r}); fix the corpus or qrels, or pass "
+            "unknown_doc_ids='warn' to keep them as unretrievable judgements."
+        )
+    if unknown:
+        logger.warning(
+            "%s: %d judged (query, doc) pairs name doc ids absent from the corpus, e.g. %r; "
+            "kept as unretrievable judgements.",
+            qrels_path,
+            len(unknown),
+            unknown[0],
+        )
+    dataset = Dataset(
+        name=folder.name,
+        split=split,
+        path=folder,
+        corpus=corpus,
+        queries=queries,
+        qrels=qrels,
+        checksum=digest.hexdigest(),
+        unknown_doc_judgements=len(unknown),
+        skipped_headerless_line=skipped,
+    )
+    logger.info(
+        "loaded %s/%s: %d docs, %d queries, %d judgements",
+        dataset.name,
+        split,
+        len(corpus),
+        len(queries),
+        sum(len(j) for j in qrels.values()),
+    )
+    return dataset
+
+
+# --------------------------------------------------------------------------- the study's registry
+
+#: Where the study downloads every dataset (protocol §2.1).
+STUDY_URL_TEMPLATE = (
+    "https://github.com/liyongkang123/extended_beir_datasets/releases/download/beir_v1.0/{key}.zip"
+)
+#: BEIR's official download location (environment.md §7.3); serves the 13 BEIR sets and MS MARCO.
+BEIR_URL_TEMPLATE = "https://public.ukp.informatik.tu-darmstadt.de/thakur/BEIR/datasets/{key}.zip"
+
+
+class UnknownDatasetError(LookupError):
+    """A dataset key is not in :data:`DATASETS`; the message lists the known keys."""
+
+
+@dataclass(frozen=True)
+class DatasetEntry:
+    """One dataset entry of the study (protocol §2.2) with where to get it.
+
+    Attributes:
+        key: the study's dataset key, also the folder name under the data root.
+        benchmark: ``"BEIR"``, ``"BRIGHT"``, ``"MS MARCO"``, ``"BrowseComp-Plus"`` or ``"local"``.
+        splits: the qrels splits the study evaluates.
+        queries_scored: queries with a query-level score in the study (all splits together).
+        corpus_size: number of documents (exact counts; BEIR's README rounds them, e.g. 171K).
+        task_type: the study's task-type factor level (protocol §3.1).
+        corpus_type: the study's corpus-type factor level (protocol §3.1).
+        study_url: the study's download (extended-BEIR release), ``None`` for local-only data.
+        beir_url: BEIR's official download, for the 13 BEIR sets; ``None`` otherwise.
+        beir_md5: MD5 of the BEIR zip as published in BEIR's README; ``None`` if not published.
+        note: provenance and caveats.
+    """
+
+    key: str
+    benchmark: str
+    splits: tuple[str, ...]
+    queries_scored: int
+    corpus_size: int
+    task_type: str
+    corpus_type: str
+    study_url: str | None
+    beir_url: str | None = None
+    beir_md5: str | None = None
+    note: str = ""
+
+    def download_hint(self) -> str:
+        """One sentence saying where the files of this entry come from."""
+        if self.study_url is None:
+            return f"{self.key!r} cannot be downloaded: {self.note}"
+        urls = " or ".join(u for u in (self.beir_url, self.study_url) if u)
+        return (
+            f"Download {urls} and unzip it into the data root, or run "
+            f"robustir.data.download_dataset({self.key!r}) on a machine with internet."
+        )
+
+
+def _beir(
+    key: str, queries: int, corpus: int, task: str, corpus_type: str, md5: str
+) -> DatasetEntry:
+    return DatasetEntry(
+        key=key,
+        benchmark="BEIR",
+        splits=("test",),
+        queries_scored=queries,
+        corpus_size=corpus,
+        task_type=task,
+        corpus_type=corpus_type,
+        study_url=STUDY_URL_TEMPLATE.format(key=key),
+        beir_url=BEIR_URL_TEMPLATE.format(key=key),
+        beir_md5=md5,
+        note="copy of the original BEIR release (protocol §2.1)",
+    )
+
+
+def _bright(key: str, queries: int, corpus: int, task: str, corpus_type: str) -> DatasetEntry:
+    return DatasetEntry(
+        key=key,
+        benchmark="BRIGHT",
+        splits=("test",),
+        queries_scored=queries,
+        corpus_size=corpus,
+        task_type=task,
+        corpus_type=corpus_type,
+        study_url=STUDY_URL_TEMPLATE.format(key=key),
+        note=(
+            "converted from HF xlangai/BRIGHT (short-document gold ids, grade 1, excluded_ids in "
+            "the query metadata); qrels have no header line (protocol §2.3.7)"
+        ),
+    )
+
+
+_STACKEXCHANGE = ("StackExchange Post Retrieval", "Online Community")
+
+#: The study's 27 dataset entries (protocol §2.2) plus the project's local ``cranfield``.
+DATASETS: dict[str, DatasetEntry] = {
+    entry.key: entry
+    for entry in (
+        DatasetEntry(
+            key="msmarco",
+            benchmark="MS MARCO",
+            splits=("dev", "trec_dl19", "trec_dl20"),
+            queries_scored=7077,
+            corpus_size=8_841_823,
+            task_type="Passage Retrieval",
+            corpus_type="General Web",
+            study_url=STUDY_URL_TEMPLATE.format(key="msmarco"),
+            note=(
+                "dev 6,980 + TREC DL19 43 + DL20 54 queries over the untitled BEIR corpus; "
+                "DL qrels graded 0-3 (protocol §2.1). BEIR's own msmarco.zip lacks the DL qrels, "
+                "so only the study's bundle is listed."
+            ),
+        ),
+        _beir("trec-covid", 50, 171_332, "Bio-Medical Retrieval", "Scientific Paper",
+              "ce62140cb23feb9becf6270d0d1fe6d1"),
+        _beir("nfcorpus", 323, 3_633, "Bio-Medical Retrieval", "Scientific Paper",
+              "a89dba18a62ef92f7d323ec890a0d38d"),
+        _beir("nq", 3452, 2_681_468, "Question Answering", "Wikipedia",
+              "d4d3d2e48787a744b6f6e691ff534307"),
+        _beir("hotpotqa", 7405, 5_233_329, "Question Answering", "Wikipedia",
+              "f412724f78b0d91183a0e86805e16114"),
+        _beir("fiqa", 648, 57_638, "Question Answering", "Online Community",
+              "17918ed23cd04fb15047f73e6c3bd9d9"),
+        _beir("arguana", 1406, 8_674, "Argument Retrieval", "Domain KB",
+              "8ad3e3c2a5867cdced806d6503f29b99"),
+        _beir("webis-touche2020", 49, 382_545, "Argument Retrieval", "Domain KB",
+              "46f650ba5a527fc69e0a6521c5a23563"),
+        _beir("quora", 10000, 522_931, "Duplicate Question Retrieval", "Online Community",
+              "18fb154900ba42a600f84b839c173167"),
+        _beir("dbpedia-entity", 400, 4_635_922, "Entity Retrieval", "Wikipedia",
+              "c2a39eb420a3164af735795df012ac2c"),
+        _beir("scidocs", 1000, 25_657, "Citation-Prediction", "Scientific Paper",
+              "38121350fc3a4d2f48850f6aff52e4a9"),
+        _beir("fever", 6666, 5_416_568, "Fact Checking", "Wikipedia",
+              "5a818580227bfb4b35bb6fa46d9b6c03"),
+        _beir("climate-fever", 1535, 5_416_593, "Fact Checking", "Wikipedia",
+              "8b66f0a9126c521bae2bde127b4dc99d"),
+        _beir("scifact", 300, 5_183, "Fact Checking", "Scientific Paper",
+              "5f7d1de60b170fc8027bb7898e2efca1"),
+        _bright("biology", 103, 57_359, *_STACKEXCHANGE),
+        _bright("earth_science", 116, 121_249, *_STACKEXCHANGE),
+        _bright("economics", 103, 50_220, *_STACKEXCHANGE),
+        _bright("psychology", 101, 52_835, *_STACKEXCHANGE),
+        _bright("robotics", 101, 61_961, *_STACKEXCHANGE),
+        _bright("stackoverflow", 117, 107_081, *_STACKEXCHANGE),
+        _bright("sustainable_living", 108, 60_792, *_STACKEXCHANGE),
+        _bright("leetcode", 142, 413_932, "Code Retrieval", "Domain KB"),
+        _bright("pony", 112, 7_894, "Code Retrieval", "Domain KB"),
+        _bright("aops", 111, 188_002, "Theorem Retrieval", "Domain KB"),
+        _bright("theoremqa_questions", 194, 188_002, "Theorem Retrieval", "Domain KB"),
+        # 75 scored, 76 in the extended-BEIR README: the header-line quirk (protocol §2.3.7).
+        _bright("theoremqa_theorems", 75, 23_839, "Theorem Retrieval", "Domain KB"),
+        DatasetEntry(
+            key="browsecomp_plus",
+            benchmark="BrowseComp-Plus",
+            splits=("golds", "evidence"),
+            queries_scored=830,
+            corpus_size=100_195,
+            task_type="Question Answering",
+            corpus_type="General Web",
+            study_url=STUDY_URL_TEMPLATE.format(key="browsecomp_plus"),
+            note=(
+                "corpus from HF Tevatron/browsecomp-plus-corpus, decrypted queries, qrels from "
+                "qrel_golds.txt (2,407 pairs) and qrel_evidence.txt (5,064 pairs)"
+            ),
+        ),
+        DatasetEntry(
+            key="cranfield",
+            benchmark="local",
+            splits=("test",),
+            queries_scored=225,
+            corpus_size=1_400,
+            task_type="Ad-hoc Retrieval",  # not one of the study's levels
+            corpus_type="Scientific Paper",
+            study_url=None,
+            note=(
+                "not part of the study; the project's second small collection, built from the "
+                "classic Cranfield 1400 files (graded 0-4) and shipped in the shared data folder "
+                "(../shared/datasets/cranfield); copy that folder into the data root."
+            ),
+        ),
+    )
+}
+
+#: Keys of the study's 27 dataset entries, in protocol §2.2 order.
+STUDY_DATASETS: tuple[str, ...] = tuple(k for k, e in DATASETS.items() if e.benchmark != "local")
+
+
+def get_dataset_entry(key: str) -> DatasetEntry:
+    """Look up a dataset entry of the registry.
+
+    Used in the book chapter *Datasets and evaluation protocol* (the table of the 27 entries).
+
+    Args:
+        key: a dataset key such as ``"scifact"``.
+
+    Returns:
+        The :class:`DatasetEntry`.
+
+    Raises:
+        UnknownDatasetError: the key is unknown; the message lists the known keys.
+    """
+    try:
+        return DATASETS[key]
+    except KeyError:
+        raise UnknownDatasetError(
+            f"unknown dataset {key!r}; known datasets: {', '.join(DATASETS)}"
+        ) from None
