@@ -16,12 +16,17 @@ Used in the book chapter *Datasets and evaluation protocol* and by every experim
 from __future__ import annotations
 
 import hashlib
+import http.client
 import json
 import logging
 import os
+import urllib.error
+import urllib.request
+import zipfile
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator, Literal
+from typing import Literal
 
 logger = logging.getLogger(__name__)
 
@@ -156,27 +161,24 @@ def document_text(doc: dict[str, str], *, empty: str | None = PAD_TEXT) -> str:
 # --------------------------------------------------------------------------- reading files
 
 
-class _HashingReader:
-    """Iterate over the non-blank lines of a text file, hashing the raw bytes read."""
+def _numbered_lines(path: Path, digest=None) -> Iterator[tuple[int, str]]:
+    """Yield ``(line_number, line)`` for the non-blank lines of a UTF-8 file.
 
-    def __init__(self, path: Path, digest: "hashlib._Hash | None" = None) -> None:
-        self.path = path
-        self.digest = digest
-
-    def __iter__(self) -> Iterator[tuple[int, str]]:
-        with self.path.open("rb") as handle:
-            for line_number, raw in enumerate(handle, start=1):
-                if self.digest is not None:
-                    self.digest.update(raw)
-                try:
-                    line = raw.decode("utf-8")
-                except UnicodeDecodeError as error:
-                    raise BeirFormatError(
-                        f"{self.path}:{line_number}: not valid UTF-8 ({error}); "
-                        "re-save the file as UTF-8."
-                    ) from None
-                if line.strip():
-                    yield line_number, line
+    ``digest`` (a ``hashlib`` object) is updated with every raw byte read, so the dataset
+    checksum costs no second pass over large corpora.
+    """
+    with path.open("rb") as handle:
+        for line_number, raw in enumerate(handle, start=1):
+            if digest is not None:
+                digest.update(raw)
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as error:
+                raise BeirFormatError(
+                    f"{path}:{line_number}: not valid UTF-8 ({error}); re-save the file as UTF-8."
+                ) from None
+            if line.strip():
+                yield line_number, line
 
 
 def _read_jsonl_records(
@@ -187,7 +189,7 @@ def _read_jsonl_records(
     Extra keys are allowed (query variant files carry them); ``_id`` values are read as strings.
     """
     records: dict[str, tuple[dict, int]] = {}
-    for line_number, line in _HashingReader(path, digest):
+    for line_number, line in _numbered_lines(path, digest):
         where = f"{path}:{line_number}"
         try:
             record = json.loads(line)
@@ -224,7 +226,15 @@ def _read_jsonl_records(
     return records
 
 
-def load_corpus(path: str | os.PathLike[str], *, _digest=None) -> dict[str, dict[str, str]]:
+def _read_corpus(path: Path, digest=None) -> dict[str, dict[str, str]]:
+    records = _read_jsonl_records(path, kind="corpus", required=("_id", "text"), digest=digest)
+    return {
+        doc_id: {"title": record.get("title") or "", "text": record["text"]}
+        for doc_id, (record, _) in records.items()
+    }
+
+
+def load_corpus(path: str | os.PathLike[str]) -> dict[str, dict[str, str]]:
     """Load a BEIR ``corpus.jsonl``.
 
     Used in the book chapter *Datasets and evaluation protocol*.
@@ -240,13 +250,7 @@ def load_corpus(path: str | os.PathLike[str], *, _digest=None) -> dict[str, dict
         BeirFormatError: malformed JSON, a missing ``_id``/``text``, a non-string field or a
             duplicate id, naming the file and line.
     """
-    records = _read_jsonl_records(
-        Path(path), kind="corpus", required=("_id", "text"), digest=_digest
-    )
-    return {
-        doc_id: {"title": record.get("title") or "", "text": record["text"]}
-        for doc_id, (record, _) in records.items()
-    }
+    return _read_corpus(Path(path))
 
 
 def _check_query_text(path: Path, query_id: str, line_number: int, text: str) -> None:
@@ -258,7 +262,7 @@ def _check_query_text(path: Path, query_id: str, line_number: int, text: str) ->
 
 
 def load_queries(
-    path: str | os.PathLike[str], *, allow_empty: bool = False, _digest=None
+    path: str | os.PathLike[str], *, allow_empty_queries: bool = False
 ) -> dict[str, str]:
     """Load a BEIR ``queries.jsonl`` or one of the project's query-variant files.
 
@@ -267,18 +271,18 @@ def load_queries(
     Args:
         path: the JSONL file; each line has ``_id`` and ``text``; further keys (``metadata``,
             the variant files' bookkeeping) are ignored.
-        allow_empty: keep queries whose text is empty after ``strip()`` instead of failing.
+        allow_empty_queries: keep queries whose text is empty after ``strip()`` instead of failing.
 
     Returns:
         ``{query_id: text}`` in file order.
 
     Raises:
         BeirFormatError: malformed JSON, a missing field, a duplicate id, or (unless
-            ``allow_empty``) an empty query text, naming the file, line and query id.
+            ``allow_empty_queries``) an empty query text, naming the file, line and query id.
     """
     path = Path(path)
-    records = _read_jsonl_records(path, kind="queries", required=("_id", "text"), digest=_digest)
-    if not allow_empty:
+    records = _read_jsonl_records(path, kind="queries", required=("_id", "text"))
+    if not allow_empty_queries:
         for query_id, (record, line_number) in records.items():
             _check_query_text(path, query_id, line_number, record["text"])
     return {query_id: record["text"] for query_id, (record, _) in records.items()}
@@ -292,7 +296,7 @@ def _read_qrels(
     first_line: dict[str, int] = {}
     skipped: tuple[str, str, int] | None = None
     duplicates = 0
-    for index, (line_number, line) in enumerate(_HashingReader(path, digest)):
+    for index, (line_number, line) in enumerate(_numbered_lines(path, digest)):
         fields = line.rstrip("\r\n").split("\t")
         if index == 0 and fields[0].strip() == QRELS_HEADER_FIELD:
             continue
@@ -385,11 +389,10 @@ def available_splits(path: str | os.PathLike[str]) -> list[str]:
 
 def _resolve_dataset_path(name_or_path: str | os.PathLike[str], root: Path) -> Path:
     """A bare name (no path separator) is a folder under the data root; anything else a path."""
-    if isinstance(name_or_path, os.PathLike) or "/" in str(name_or_path) or (
-        os.sep in str(name_or_path)
-    ):
+    text = os.fspath(name_or_path)
+    if isinstance(name_or_path, os.PathLike) or "/" in text or os.sep in text:
         return Path(name_or_path).expanduser().absolute()
-    return root / str(name_or_path)
+    return root / text
 
 
 def _missing_files_message(folder: Path, missing: list[str]) -> str:
@@ -404,7 +407,9 @@ def _missing_files_message(folder: Path, missing: list[str]) -> str:
     if entry is not None:
         lines.append(entry.download_hint())
     else:
-        lines.append(f"{name!r} is not a registry key either; known datasets: {', '.join(DATASETS)}.")
+        lines.append(
+            f"{name!r} is not a registry key either; known datasets: {', '.join(DATASETS)}."
+        )
     return " ".join(lines)
 
 
@@ -474,7 +479,7 @@ def load_dataset(
     query_records = _read_jsonl_records(
         queries_path, kind="queries", required=("_id", "text"), digest=digest
     )
-    corpus = load_corpus(corpus_path, _digest=digest)
+    corpus = _read_corpus(corpus_path, digest)
 
     for query_id, line_number in first_line.items():
         if query_id not in query_records:
@@ -643,32 +648,110 @@ DATASETS: dict[str, DatasetEntry] = {
                 "so only the study's bundle is listed."
             ),
         ),
-        _beir("trec-covid", 50, 171_332, "Bio-Medical Retrieval", "Scientific Paper",
-              "ce62140cb23feb9becf6270d0d1fe6d1"),
-        _beir("nfcorpus", 323, 3_633, "Bio-Medical Retrieval", "Scientific Paper",
-              "a89dba18a62ef92f7d323ec890a0d38d"),
-        _beir("nq", 3452, 2_681_468, "Question Answering", "Wikipedia",
-              "d4d3d2e48787a744b6f6e691ff534307"),
-        _beir("hotpotqa", 7405, 5_233_329, "Question Answering", "Wikipedia",
-              "f412724f78b0d91183a0e86805e16114"),
-        _beir("fiqa", 648, 57_638, "Question Answering", "Online Community",
-              "17918ed23cd04fb15047f73e6c3bd9d9"),
-        _beir("arguana", 1406, 8_674, "Argument Retrieval", "Domain KB",
-              "8ad3e3c2a5867cdced806d6503f29b99"),
-        _beir("webis-touche2020", 49, 382_545, "Argument Retrieval", "Domain KB",
-              "46f650ba5a527fc69e0a6521c5a23563"),
-        _beir("quora", 10000, 522_931, "Duplicate Question Retrieval", "Online Community",
-              "18fb154900ba42a600f84b839c173167"),
-        _beir("dbpedia-entity", 400, 4_635_922, "Entity Retrieval", "Wikipedia",
-              "c2a39eb420a3164af735795df012ac2c"),
-        _beir("scidocs", 1000, 25_657, "Citation-Prediction", "Scientific Paper",
-              "38121350fc3a4d2f48850f6aff52e4a9"),
-        _beir("fever", 6666, 5_416_568, "Fact Checking", "Wikipedia",
-              "5a818580227bfb4b35bb6fa46d9b6c03"),
-        _beir("climate-fever", 1535, 5_416_593, "Fact Checking", "Wikipedia",
-              "8b66f0a9126c521bae2bde127b4dc99d"),
-        _beir("scifact", 300, 5_183, "Fact Checking", "Scientific Paper",
-              "5f7d1de60b170fc8027bb7898e2efca1"),
+        _beir(
+            "trec-covid",
+            50,
+            171_332,
+            "Bio-Medical Retrieval",
+            "Scientific Paper",
+            "ce62140cb23feb9becf6270d0d1fe6d1",
+        ),
+        _beir(
+            "nfcorpus",
+            323,
+            3_633,
+            "Bio-Medical Retrieval",
+            "Scientific Paper",
+            "a89dba18a62ef92f7d323ec890a0d38d",
+        ),
+        _beir(
+            "nq",
+            3452,
+            2_681_468,
+            "Question Answering",
+            "Wikipedia",
+            "d4d3d2e48787a744b6f6e691ff534307",
+        ),
+        _beir(
+            "hotpotqa",
+            7405,
+            5_233_329,
+            "Question Answering",
+            "Wikipedia",
+            "f412724f78b0d91183a0e86805e16114",
+        ),
+        _beir(
+            "fiqa",
+            648,
+            57_638,
+            "Question Answering",
+            "Online Community",
+            "17918ed23cd04fb15047f73e6c3bd9d9",
+        ),
+        _beir(
+            "arguana",
+            1406,
+            8_674,
+            "Argument Retrieval",
+            "Domain KB",
+            "8ad3e3c2a5867cdced806d6503f29b99",
+        ),
+        _beir(
+            "webis-touche2020",
+            49,
+            382_545,
+            "Argument Retrieval",
+            "Domain KB",
+            "46f650ba5a527fc69e0a6521c5a23563",
+        ),
+        _beir(
+            "quora",
+            10000,
+            522_931,
+            "Duplicate Question Retrieval",
+            "Online Community",
+            "18fb154900ba42a600f84b839c173167",
+        ),
+        _beir(
+            "dbpedia-entity",
+            400,
+            4_635_922,
+            "Entity Retrieval",
+            "Wikipedia",
+            "c2a39eb420a3164af735795df012ac2c",
+        ),
+        _beir(
+            "scidocs",
+            1000,
+            25_657,
+            "Citation-Prediction",
+            "Scientific Paper",
+            "38121350fc3a4d2f48850f6aff52e4a9",
+        ),
+        _beir(
+            "fever",
+            6666,
+            5_416_568,
+            "Fact Checking",
+            "Wikipedia",
+            "5a818580227bfb4b35bb6fa46d9b6c03",
+        ),
+        _beir(
+            "climate-fever",
+            1535,
+            5_416_593,
+            "Fact Checking",
+            "Wikipedia",
+            "8b66f0a9126c521bae2bde127b4dc99d",
+        ),
+        _beir(
+            "scifact",
+            300,
+            5_183,
+            "Fact Checking",
+            "Scientific Paper",
+            "5f7d1de60b170fc8027bb7898e2efca1",
+        ),
         _bright("biology", 103, 57_359, *_STACKEXCHANGE),
         _bright("earth_science", 116, 121_249, *_STACKEXCHANGE),
         _bright("economics", 103, 50_220, *_STACKEXCHANGE),
@@ -738,3 +821,191 @@ def get_dataset_entry(key: str) -> DatasetEntry:
         raise UnknownDatasetError(
             f"unknown dataset {key!r}; known datasets: {', '.join(DATASETS)}"
         ) from None
+
+
+# --------------------------------------------------------------------------- downloading
+
+#: Bytes read per network round trip while downloading.
+DOWNLOAD_CHUNK_BYTES = 1 << 20
+#: Seconds without data before a download attempt is abandoned (it can be resumed).
+DOWNLOAD_TIMEOUT_S = 60.0
+
+
+class DatasetChecksumError(ValueError):
+    """A downloaded archive does not match its published checksum."""
+
+
+def _download_sources(entry: DatasetEntry) -> list[tuple[str, str | None]]:
+    """``(url, md5)`` pairs to try in order: BEIR's official zip (verifiable) first."""
+    sources: list[tuple[str, str | None]] = []
+    if entry.beir_url is not None:
+        sources.append((entry.beir_url, entry.beir_md5))
+    if entry.study_url is not None:
+        sources.append((entry.study_url, None))
+    return sources
+
+
+def _fetch_with_resume(url: str, part: Path, *, progress: bool) -> None:
+    """Download ``url`` into ``part``, continuing a partial file with an HTTP Range request."""
+    from tqdm.auto import tqdm
+
+    offset = part.stat().st_size if part.exists() else 0
+    request = urllib.request.Request(url, headers={"User-Agent": "robustir"})
+    if offset:
+        request.add_header("Range", f"bytes={offset}-")
+    try:
+        response = urllib.request.urlopen(request, timeout=DOWNLOAD_TIMEOUT_S)
+    except urllib.error.HTTPError as error:
+        if error.code == 416 and offset:  # nothing left to fetch: the part is complete
+            logger.info("%s: %s already complete (%d bytes)", url, part, offset)
+            return
+        raise
+    with response:
+        if offset and response.status != 206:
+            logger.info("%s ignores Range; restarting the download from byte 0", url)
+            offset = 0
+        length = response.headers.get("Content-Length")
+        total = offset + int(length) if length is not None else None
+        mode = "ab" if offset else "wb"
+        with (
+            part.open(mode) as sink,
+            tqdm(
+                total=total,
+                initial=offset,
+                unit="B",
+                unit_scale=True,
+                desc=part.name,
+                disable=not progress or os.environ.get("TQDM_DISABLE", "") not in ("", "0"),
+            ) as bar,
+        ):
+            received = offset
+            while chunk := response.read(DOWNLOAD_CHUNK_BYTES):
+                sink.write(chunk)
+                bar.update(len(chunk))
+                received += len(chunk)
+    # http.client returns a short body without raising when the server hangs up early
+    if total is not None and received < total:
+        raise ConnectionError(f"connection closed after {received} of {total} bytes")
+
+
+def _file_digests(path: Path) -> tuple[str, str]:
+    md5, sha256 = hashlib.md5(), hashlib.sha256()
+    with path.open("rb") as handle:
+        while block := handle.read(DOWNLOAD_CHUNK_BYTES):
+            md5.update(block)
+            sha256.update(block)
+    return md5.hexdigest(), sha256.hexdigest()
+
+
+def _extract_archive(archive: Path, root: Path) -> None:
+    """Unzip into ``root``, refusing members that would land outside it."""
+    with zipfile.ZipFile(archive) as bundle:
+        for member in bundle.namelist():
+            target = (root / member).resolve()
+            if not target.is_relative_to(root.resolve()):
+                raise DatasetUnavailableError(
+                    f"{archive}: member {member!r} would be written outside {root}; "
+                    "the archive is not a dataset release, delete it."
+                )
+        bundle.extractall(root)
+
+
+def _partial_download_path(root: Path, key: str, url: str) -> Path:
+    """One ``.part`` file per source, so bytes from two servers are never spliced together."""
+    tag = hashlib.sha256(url.encode("utf-8")).hexdigest()[:8]
+    return root / f"{key}.{tag}.zip.part"
+
+
+def download_dataset(
+    key: str,
+    data_root: str | os.PathLike[str] | None = None,
+    *,
+    progress: bool = True,
+    sources: list[tuple[str, str | None]] | None = None,
+) -> Path:
+    """Download a registry dataset into the data root, resuming and verifying it.
+
+    The archive is fetched to ``<root>/<key>.<url tag>.zip.part``; an interrupted download
+    leaves that file in place and the next call continues it with an HTTP ``Range`` request.
+    A complete archive is checked against its published MD5 when one is known (BEIR's 13
+    sets); otherwise its sha256 is logged as unverified. On a checksum mismatch the ``.part``
+    file is deleted (resuming it could never succeed) and :class:`DatasetChecksumError` is
+    raised. A verified archive is unzipped into the root (giving ``<root>/<key>/``), then
+    deleted.
+
+    Sources are tried in order, BEIR's official location before the study's release, and the
+    next one is used when a source cannot be reached.
+
+    Used in the book's *Running at paper scale* instructions (README).
+
+    Args:
+        key: a key of :data:`DATASETS`.
+        data_root: destination root; see :func:`data_root`.
+        progress: show a byte progress bar (also silenced by ``TQDM_DISABLE``).
+        sources: ``(url, md5 or None)`` pairs overriding the registry's (mirrors, tests).
+
+    Returns:
+        The dataset folder ``<root>/<key>``.
+
+    Raises:
+        UnknownDatasetError: ``key`` is not in the registry.
+        DatasetUnavailableError: no source could be reached (offline) or the archive lacks
+            ``<key>/corpus.jsonl``; the message says where to put the files by hand.
+        DatasetChecksumError: the archive does not match its published MD5.
+    """
+    entry = get_dataset_entry(key)
+    root = _resolve_data_root(data_root)
+    folder = root / key
+    if (folder / CORPUS_FILE).is_file():
+        logger.info("%s already present in %s; nothing to download", key, folder)
+        return folder
+    candidates = _download_sources(entry) if sources is None else sources
+    if not candidates:
+        raise DatasetUnavailableError(f"{entry.download_hint()} Expected folder: {folder}.")
+    root.mkdir(parents=True, exist_ok=True)
+    failures: list[str] = []
+    for url, md5 in candidates:
+        part = _partial_download_path(root, key, url)
+        try:
+            _fetch_with_resume(url, part, progress=progress)
+        except (urllib.error.URLError, OSError, http.client.HTTPException) as error:
+            failures.append(f"{url}: {getattr(error, 'reason', error)}")
+            logger.warning("could not download %s (%s)", url, failures[-1])
+            continue
+        actual_md5, actual_sha256 = _file_digests(part)
+        if md5 is None:
+            logger.warning(
+                "%s: no published checksum, cannot verify; sha256 of the download is %s",
+                url,
+                actual_sha256,
+            )
+        elif actual_md5 != md5:
+            part.unlink()
+            raise DatasetChecksumError(
+                f"{url}: MD5 {actual_md5} does not match the published {md5}; the download "
+                f"was deleted, run download_dataset({key!r}) again or fetch the zip by hand."
+            )
+        else:
+            logger.info("%s: MD5 verified (%s); sha256 %s", url, md5, actual_sha256)
+        archive = part.with_suffix("")
+        part.replace(archive)
+        try:
+            _extract_archive(archive, root)
+        except zipfile.BadZipFile as error:
+            raise DatasetUnavailableError(
+                f"{url} did not return a zip archive ({error}); it was kept as {archive} for "
+                f"inspection. {entry.download_hint()}"
+            ) from None
+        archive.unlink()
+        if not (folder / CORPUS_FILE).is_file():
+            raise DatasetUnavailableError(
+                f"{url} unpacked into {root} but {folder / CORPUS_FILE} is missing; the archive "
+                f"must hold a top-level {key}/ folder in BEIR layout."
+            )
+        return folder
+    raise DatasetUnavailableError(
+        f"could not download dataset {key!r} ({'; '.join(failures)}). Offline? Put the files "
+        f"by hand in {folder}: {CORPUS_FILE}, {QUERIES_FILE} and {QRELS_DIR}/<split>.tsv. "
+        f"{entry.download_hint()} Partial downloads, if any, are kept as "
+        f"{root / (key + '.*.zip.part')} and resumed on the next call."
+    )
