@@ -395,9 +395,12 @@ def _dataset_zip(key: str, *, member_prefix: str | None = None) -> bytes:
 class _ZipServer:
     """A 127.0.0.1 HTTP server for one payload; optionally truncates its first response."""
 
-    def __init__(self, payload: bytes, *, truncate_first: bool = False) -> None:
+    def __init__(
+        self, payload: bytes, *, truncate_first: bool = False, honour_range: bool = True
+    ) -> None:
         self.payload = payload
         self.truncate_first = truncate_first
+        self.honour_range = honour_range
         self.range_headers: list[str | None] = []
         server = self
 
@@ -405,9 +408,13 @@ class _ZipServer:
             def do_GET(self):  # noqa: N802 (http.server API)
                 header = self.headers.get("Range")
                 server.range_headers.append(header)
-                start = int(header.removeprefix("bytes=").rstrip("-")) if header else 0
+                partial = header is not None and server.honour_range
+                start = int(header.removeprefix("bytes=").rstrip("-")) if partial else 0
+                if start >= len(server.payload) > 0:
+                    self.send_error(416)
+                    return
                 body = server.payload[start:]
-                self.send_response(206 if header else 200)
+                self.send_response(206 if partial else 200)
                 self.send_header("Content-Length", str(len(body)))
                 self.end_headers()
                 if server.truncate_first and len(server.range_headers) == 1:
@@ -465,6 +472,36 @@ def test_download_resumes_an_interrupted_transfer(tmp_path):
     assert data.load_dataset("scifact", data_root=tmp_path).corpus["d2"]["text"] == (
         "Boundary layers separate."
     )
+
+
+def test_download_restarts_when_the_server_ignores_range(tmp_path):
+    payload = _dataset_zip("scifact")
+    with _ZipServer(payload, honour_range=False) as server:
+        part = data._partial_download_path(tmp_path, "scifact", server.url)
+        part.write_bytes(b"bytes of some other file")
+        data.download_dataset(
+            "scifact",
+            tmp_path,
+            progress=False,
+            sources=[(server.url, hashlib.md5(payload).hexdigest())],
+        )
+    assert server.range_headers == ["bytes=24-"]
+    assert not part.exists()
+    assert (tmp_path / "scifact" / "corpus.jsonl").is_file()
+
+
+def test_download_finishes_a_complete_part_file_without_fetching(tmp_path):
+    payload = _dataset_zip("scifact")
+    with _ZipServer(payload) as server:
+        data._partial_download_path(tmp_path, "scifact", server.url).write_bytes(payload)
+        data.download_dataset(
+            "scifact",
+            tmp_path,
+            progress=True,
+            sources=[(server.url, hashlib.md5(payload).hexdigest())],
+        )
+    assert server.range_headers == [f"bytes={len(payload)}-"]  # answered 416: nothing left
+    assert (tmp_path / "scifact" / "qrels" / "test.tsv").is_file()
 
 
 def test_download_with_bad_checksum_deletes_the_file(tmp_path):
