@@ -1,0 +1,412 @@
+"""Turning texts into embeddings for a :class:`~robustir.models.ModelSpec`.
+
+One path serves every dense system: the prompt is attached to the text with the spec's
+separator (protocol §1.2: none), empty texts become ``"[PAD]"`` (§1.4.8), texts are tokenised
+with truncation to ``max_length`` and padded to a multiple of 8, encoded in length-sorted
+batches, pooled (mean, CLS, last token or prompt-masked mean; §1.4) and L2-normalised when the
+system scores by cosine. Corpus and query embeddings go through the content-addressed
+:class:`~robustir.cache.EmbeddingCache`, so a corpus is encoded once per (model, dataset) and
+reused by the clean, perturbed and poisoned runs.
+
+Decoder-only models padded on the left get position ids counted from their first real token,
+so a text's embedding does not depend on the other texts in its batch.
+
+Used in the book chapter "Dense retrieval with encoder-only and decoder-only models".
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import importlib.metadata
+import logging
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+
+from robustir.cache import EmbeddingCache, default_cache_dir, fingerprint
+from robustir.data import PAD_TEXT, document_text, pad_empty
+from robustir.models import ModelSpec
+
+__all__ = [
+    "Embeddings",
+    "Encoder",
+    "EncoderStats",
+    "pool",
+    "select_device",
+]
+
+log = logging.getLogger(__name__)
+
+_POOLINGS = ("mean", "cls", "last_token", "prompt_mean")
+
+
+@dataclass(frozen=True)
+class Embeddings:
+    """Vectors with the ids they belong to.
+
+    Attributes:
+        ids: One id per row.
+        vectors: float32 array of shape ``(len(ids), dimension)``.
+    """
+
+    ids: list[str]
+    vectors: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+
+@dataclass
+class EncoderStats:
+    """Counters of what an :class:`Encoder` did, to verify that caches are used."""
+
+    texts_encoded: int = 0
+    cache_hits: int = 0
+    cache_misses: int = 0
+
+
+def select_device(device: str | None = None) -> torch.device:
+    """The requested device, else CUDA when available, else CPU."""
+    if device:
+        return torch.device(device)
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def pool(
+    hidden: torch.Tensor,
+    attention_mask: torch.Tensor,
+    pooling: str,
+    *,
+    prompt_length: int = 0,
+) -> torch.Tensor:
+    """Pool token states into one vector per text (protocol §1.4.3–§1.4.6).
+
+    Args:
+        hidden: Token states, shape ``(batch, tokens, dim)``.
+        attention_mask: 1 for real tokens, 0 for padding, shape ``(batch, tokens)``.
+        pooling: ``mean`` over the mask, ``cls`` (position 0), ``last_token`` (the last
+            position when every row ends in a real token, i.e. left padding, else each row's
+            last real token) or ``prompt_mean`` (mean after zeroing the first
+            ``prompt_length`` mask positions; requires right padding).
+        prompt_length: Prompt tokens to exclude, for ``prompt_mean``.
+
+    Returns:
+        Tensor of shape ``(batch, dim)``, not normalised.
+    """
+    mask = attention_mask.to(hidden.dtype)
+    if pooling == "cls":
+        return hidden[:, 0]
+    if pooling == "last_token":
+        if bool(attention_mask[:, -1].all()):
+            return hidden[:, -1]
+        last = attention_mask.sum(dim=1) - 1
+        return hidden[torch.arange(hidden.shape[0], device=hidden.device), last]
+    if pooling == "prompt_mean":
+        if not bool(attention_mask[:, 0].all()):
+            raise ValueError("prompt_mean pooling needs right padding (protocol §1.4.3)")
+        mask = mask.clone()
+        mask[:, :prompt_length] = 0
+    elif pooling != "mean":
+        raise ValueError(f"unknown pooling {pooling!r}; expected one of {_POOLINGS}")
+    summed = (hidden * mask.unsqueeze(-1)).sum(dim=1)
+    return summed / mask.sum(dim=1, keepdim=True).clamp(min=1e-9)
+
+
+def _package_version(package: str | None) -> str | None:
+    if package is None:
+        return None
+    try:
+        return importlib.metadata.version(package.replace("_", "-"))
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
+def _dequantised_copy(spec: ModelSpec, location: str) -> str:
+    """A float32 copy of GGUF weights, written once, so later loads skip dequantisation.
+
+    transformers dequantises GGUF files on every load (≈20 s for SmolLM2-135M on 2 cores) and
+    refuses to save a GGUF-loaded model; we drop the quantiser record and save it once.
+    """
+    from transformers import AutoModel, AutoTokenizer
+
+    digest = hashlib.sha256(f"{location}/{spec.gguf_file}".encode()).hexdigest()[:16]
+    target = default_cache_dir() / "models" / f"{spec.gguf_file}-{digest}"
+    if (target / "config.json").exists():
+        return str(target)
+    log.info("dequantising %s once into %s", spec.gguf_file, target)
+    tokenizer = AutoTokenizer.from_pretrained(location, gguf_file=spec.gguf_file)
+    model = AutoModel.from_pretrained(location, gguf_file=spec.gguf_file, dtype=torch.float32)
+    model.hf_quantizer = None
+    if hasattr(model.config, "quantization_config"):
+        del model.config.quantization_config
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(dir=target.parent, prefix=".staging-"))
+    try:
+        model.save_pretrained(staging)
+        tokenizer.save_pretrained(staging)
+        os.replace(staging, target)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return str(target)
+
+
+@functools.lru_cache(maxsize=4)
+def _load_transformer(spec: ModelSpec, device: str, dtype: str):
+    from transformers import AutoModel, AutoTokenizer
+
+    location = spec.weights_location()
+    if spec.gguf_file:
+        location = _dequantised_copy(spec, location)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(
+            location, trust_remote_code=spec.trust_remote_code
+        )
+        model = AutoModel.from_pretrained(
+            location, dtype=getattr(torch, dtype), trust_remote_code=spec.trust_remote_code
+        )
+    except OSError as error:
+        raise OSError(
+            f"could not load model {spec.key!r} from {location!r}: {error}. Offline, only the "
+            f"package-shipped models load (minilm*, smollm2*, wordllama); the study's models "
+            f"need the model hub or a local copy of {spec.hf_id!r}."
+        ) from error
+    if spec.padding_side:
+        tokenizer.padding_side = spec.padding_side
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    model.eval().to(device)
+    return tokenizer, model
+
+
+@functools.lru_cache(maxsize=1)
+def _load_wordllama():
+    """WordLlama from its wheel without a download (the loader looks in the wrong folder)."""
+    from wordllama import WordLlama
+
+    package = Path(importlib.util.find_spec("wordllama").origin).parent
+    cache = default_cache_dir() / "wordllama"
+    (cache / "tokenizers").mkdir(parents=True, exist_ok=True)
+    config = "l2_supercat_tokenizer_config.json"
+    if not (cache / "tokenizers" / config).exists():
+        shutil.copy(package / "tokenizers" / config, cache / "tokenizers" / config)
+    return WordLlama.load(cache_dir=cache, disable_download=True)
+
+
+class Encoder:
+    """Encodes texts with one catalog system.
+
+    Args:
+        spec: The system.
+        device: ``cpu``, ``cuda``, … (default: CUDA when available).
+        dtype: Weights dtype name (default: the spec's on CUDA, float32 on CPU).
+        batch_size: Texts per forward pass (the study: 32 clean, 64 perturbed).
+        max_length: Token limit (default: the spec's).
+        cache: Embedding cache for :meth:`encode_queries`/:meth:`encode_corpus`; ``None``
+            disables caching.
+        progress: Show progress bars (``TQDM_DISABLE=1`` silences them too).
+
+    Example:
+        >>> enc = Encoder(get_model_spec("minilm"))                # doctest: +SKIP
+        >>> enc.encode_texts(["a query"]).shape                      # doctest: +SKIP
+        (1, 384)
+    """
+
+    def __init__(
+        self,
+        spec: ModelSpec,
+        *,
+        device: str | None = None,
+        dtype: str | None = None,
+        batch_size: int = 32,
+        max_length: int | None = None,
+        cache: EmbeddingCache | None = None,
+        progress: bool = True,
+    ):
+        if not spec.is_dense:
+            raise ValueError(f"{spec.key!r} is not a dense system; use robustir.retrieve.BM25Retriever")
+        if spec.pooling not in _POOLINGS:
+            raise ValueError(f"{spec.key}: unknown pooling {spec.pooling!r}")
+        self.spec = spec
+        self.device = select_device(device)
+        self.dtype = dtype or (spec.dtype if self.device.type == "cuda" else "float32")
+        self.batch_size = batch_size
+        self.max_length = max_length or spec.max_length
+        self.cache = cache
+        self.progress = progress
+        self.stats = EncoderStats()
+
+    # --- model access -------------------------------------------------------------------
+    @property
+    def tokenizer(self):
+        """The Hugging Face tokenizer (loaded on first use)."""
+        return _load_transformer(self.spec, str(self.device), self.dtype)[0]
+
+    @property
+    def model(self) -> torch.nn.Module:
+        """The Hugging Face encoder model, without an LM head (loaded on first use)."""
+        return _load_transformer(self.spec, str(self.device), self.dtype)[1]
+
+    @property
+    def input_embeddings(self) -> torch.nn.Embedding:
+        """The model's input word-embedding matrix (the HotFlip candidate source)."""
+        return self.model.get_input_embeddings()
+
+    def prompt_length(self, prompt: str) -> int:
+        """Tokens of ``prompt`` with special tokens, the mask length of ``prompt_mean``."""
+        if not prompt:
+            return 0
+        return len(self.tokenizer(prompt, add_special_tokens=True)["input_ids"])
+
+    # --- encoding -----------------------------------------------------------------------
+    def embed_batch(
+        self,
+        attention_mask: torch.Tensor,
+        *,
+        input_ids: torch.Tensor | None = None,
+        inputs_embeds: torch.Tensor | None = None,
+        token_type_ids: torch.Tensor | None = None,
+        prompt_length: int = 0,
+    ) -> torch.Tensor:
+        """Pooled (and, per the spec, L2-normalised) vectors of one tokenised batch.
+
+        Differentiable: the attack passes ``inputs_embeds`` to get gradients at the word
+        embeddings. Gives ``input_ids`` or ``inputs_embeds``, not both.
+
+        Returns:
+            Tensor ``(batch, dim)`` in the model's dtype.
+        """
+        kwargs = {"attention_mask": attention_mask}
+        if input_ids is not None:
+            kwargs["input_ids"] = input_ids
+        if inputs_embeds is not None:
+            kwargs["inputs_embeds"] = inputs_embeds
+        if token_type_ids is not None:
+            kwargs["token_type_ids"] = token_type_ids
+        if not bool(attention_mask[:, 0].all()):
+            # left padding: count positions from each row's first real token
+            kwargs["position_ids"] = (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
+        layer = self.spec.layer
+        output = self.model(**kwargs, output_hidden_states=layer is not None)
+        hidden = output.hidden_states[layer] if layer is not None else output.last_hidden_state
+        vectors = pool(hidden, attention_mask, self.spec.pooling, prompt_length=prompt_length)
+        return F.normalize(vectors, dim=-1) if self.spec.normalize else vectors
+
+    def _with_prompt(self, texts: Iterable[str], prompt: str) -> list[str]:
+        sep = self.spec.separator if prompt else ""
+        return [prompt + sep + pad_empty(text) for text in texts]
+
+    def encode_texts(self, texts: Sequence[str], prompt: str = "", *, desc: str = "encoding") -> np.ndarray:
+        """Embed ``texts`` with ``prompt`` attached, as float32 ``(len(texts), dim)``.
+
+        Texts are encoded longest first in batches of ``batch_size`` and returned in input
+        order. Empty texts are encoded as ``"[PAD]"``.
+        """
+        full = self._with_prompt(texts, prompt)
+        if self.spec.backend == "static":
+            return self._encode_static(full)
+        order = sorted(range(len(full)), key=lambda i: len(full[i]), reverse=True)
+        prompt_length = self.prompt_length(prompt) if self.spec.pooling == "prompt_mean" else 0
+        out: np.ndarray | None = None
+        bar = tqdm(total=len(full), desc=desc, unit="text", disable=not self.progress)
+        with torch.inference_mode():
+            for start in range(0, len(order), self.batch_size):
+                index = order[start : start + self.batch_size]
+                batch = self.tokenizer(
+                    [full[i] for i in index],
+                    max_length=self.max_length,
+                    padding=True,
+                    truncation=True,
+                    pad_to_multiple_of=8,
+                    return_tensors="pt",
+                ).to(self.device)
+                vectors = self.embed_batch(
+                    batch["attention_mask"],
+                    input_ids=batch["input_ids"],
+                    token_type_ids=batch.get("token_type_ids"),
+                    prompt_length=prompt_length,
+                )
+                vectors = vectors.float().cpu().numpy()
+                if out is None:
+                    out = np.empty((len(full), vectors.shape[1]), dtype=np.float32)
+                out[index] = vectors
+                bar.update(len(index))
+        bar.close()
+        self.stats.texts_encoded += len(full)
+        if out is None:
+            return np.empty((0, 0), dtype=np.float32)
+        return out
+
+    def _encode_static(self, texts: list[str]) -> np.ndarray:
+        model = _load_wordllama()
+        vectors = np.asarray(model.embed(texts, norm=False), dtype=np.float32)
+        self.stats.texts_encoded += len(texts)
+        if self.spec.normalize:
+            vectors /= np.clip(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12, None)
+        return vectors
+
+    def cache_inputs(self, prompt: str) -> dict:
+        """Everything except the texts that changes this encoder's output for ``prompt``."""
+        import transformers
+
+        spec = self.spec
+        return {
+            "model": spec.hf_id,
+            "package": spec.package,
+            "package_version": _package_version(spec.package),
+            "gguf_file": spec.gguf_file,
+            "backend": spec.backend,
+            "pooling": spec.pooling,
+            "normalize": spec.normalize,
+            "layer": spec.layer,
+            "max_length": self.max_length,
+            "dtype": self.dtype,
+            "device": self.device.type,
+            "prompt": prompt,
+            "separator": spec.separator,
+            "empty_text": PAD_TEXT,
+            "transformers": transformers.__version__,
+            "torch": torch.__version__.split("+")[0],
+        }
+
+    def _cached(self, ids: list[str], texts: list[str], prompt: str, desc: str) -> Embeddings:
+        inputs = self.cache_inputs(prompt)
+        if self.cache is None:
+            return Embeddings(ids, self.encode_texts(texts, prompt, desc=desc))
+        text_hash = hashlib.sha256()
+        for doc_id, text in zip(ids, texts):
+            text_hash.update(doc_id.encode("utf-8") + b"\x00" + text.encode("utf-8") + b"\x01")
+        key = fingerprint({**inputs, "texts": text_hash.hexdigest()})
+        hit = self.cache.get(key)
+        if hit is not None:
+            self.stats.cache_hits += 1
+            log.info("%s: %d embeddings from the cache (%s)", self.spec.key, len(ids), key[:12])
+            return Embeddings(hit[0], hit[1])
+        self.stats.cache_misses += 1
+        vectors = self.encode_texts(texts, prompt, desc=desc)
+        self.cache.put(key, ids, vectors, {**inputs, "texts_sha256": text_hash.hexdigest()})
+        return Embeddings(ids, vectors)
+
+    def encode_queries(
+        self, queries: dict[str, str], dataset: str, *, browsecomp_wrapping: bool = True
+    ) -> Embeddings:
+        """Embed ``{qid: text}`` with the spec's query prompt for ``dataset`` (cached)."""
+        prompt = self.spec.query_prompt(dataset, browsecomp_wrapping=browsecomp_wrapping)
+        ids = list(queries)
+        return self._cached(ids, [queries[i] for i in ids], prompt, f"{self.spec.key} queries")
+
+    def encode_corpus(self, corpus: dict[str, dict], dataset: str) -> Embeddings:
+        """Embed a BEIR corpus (``title + " " + text``) with the document prompt (cached)."""
+        prompt = self.spec.document_prompt(dataset)
+        ids = list(corpus)
+        texts = [document_text(corpus[i], empty=None) for i in ids]
+        return self._cached(ids, texts, prompt, f"{self.spec.key} corpus")

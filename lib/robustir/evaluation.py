@@ -1,0 +1,216 @@
+"""One clean (or perturbed-query) evaluation: data → encode (+cache) → retrieve → metrics.
+
+:func:`evaluate` runs a catalog system on one split of a BEIR dataset and returns the run, the
+per-query measures, their means and every parameter that produced them; :meth:`Evaluation.write`
+puts that into the results store. Perturbed queries (``queries=``) are re-encoded while the
+corpus embeddings come from the cache, as in the study (protocol §4.4).
+
+Used in the book chapters "Evaluation: nDCG and trec_eval conventions" and by the run notebooks
+``evaluate``, ``query_variations`` and ``corpus_poisoning``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Mapping
+
+import pandas as pd
+
+from robustir import retrieve
+from robustir.cache import EmbeddingCache
+from robustir.data import Dataset, load_dataset, load_queries
+from robustir.encode import Encoder
+from robustir.metrics import MEASURES, mean_metrics, per_query_metrics
+from robustir.models import ModelSpec, get_model_spec
+from robustir.provenance import file_sha256, library_versions
+from robustir.results import ResultStore, per_query_long
+
+__all__ = ["Evaluation", "evaluate", "resolve_queries"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Evaluation:
+    """The outcome of :func:`evaluate`.
+
+    Attributes:
+        run: ``{qid: {doc_id: score}}``, top-k per query, best first.
+        per_query: DataFrame indexed by query id, one column per measure, values in [0, 1].
+        summary: ``{"metrics": {measure: mean}, "n_queries": …, "elapsed_s": …, "cache": …}``.
+        params: Every parameter of the run (model spec, dataset checksum, prompts, filters,
+            library versions); its hash decides whether a stored result is still valid.
+        encoder: The encoder used (``None`` for BM25), to reuse its loaded model.
+    """
+
+    run: dict
+    per_query: pd.DataFrame
+    summary: dict
+    params: dict
+    encoder: Encoder | None = field(default=None, repr=False)
+
+    def write(
+        self,
+        store: ResultStore | str | os.PathLike,
+        *,
+        experiment: str = "evaluate",
+        variant: str | None = None,
+        seed: int | None = None,
+    ) -> Path:
+        """Write this evaluation as a results-store entry and return its folder."""
+        if not isinstance(store, ResultStore):
+            store = ResultStore(store)
+        entry = store.entry_dir(
+            experiment,
+            self.params["model"]["key"],
+            self.params["dataset"],
+            variant or self.params["variant"],
+            seed,
+        )
+        return store.write_entry(entry, self.params, per_query_long(self.per_query), self.summary)
+
+
+def resolve_queries(
+    queries: Mapping[str, str] | str | os.PathLike | None, dataset: Dataset
+) -> tuple[dict[str, str], dict]:
+    """The queries to evaluate and a record of where they came from.
+
+    Args:
+        queries: ``None`` for the split's own queries, a ``{qid: text}`` mapping, or a JSONL
+            file of variant queries (``{"_id", "text", …}`` per line).
+        dataset: The loaded split; every query id must be judged in it.
+
+    Raises:
+        ValueError: A query id is not judged in the split (the message names it).
+    """
+    if queries is None:
+        return dict(dataset.queries), {"source": "dataset"}
+    if isinstance(queries, (str, os.PathLike)):
+        path = Path(queries)
+        record = {"source": str(path), "sha256": file_sha256(path)}
+        queries = load_queries(path, allow_empty_queries=True)
+    else:
+        record = {"source": "mapping", "n": len(queries)}
+    unjudged = [qid for qid in queries if qid not in dataset.qrels]
+    if unjudged:
+        raise ValueError(
+            f"{len(unjudged)} query id(s) are not judged in {dataset.name}/{dataset.split}, "
+            f"e.g. {unjudged[:3]}; variant queries must come from the same split"
+        )
+    missing = len(dataset.queries) - len(queries)
+    if missing > 0:
+        log.warning("evaluating %d of the split's %d queries", len(queries), len(dataset.queries))
+    return dict(queries), record
+
+
+def evaluate(
+    model: str | ModelSpec,
+    dataset: str | Dataset,
+    *,
+    split: str = "test",
+    queries: Mapping[str, str] | str | os.PathLike | None = None,
+    variant: str = "clean",
+    top_k: int = 1000,
+    batch_size: int = 32,
+    max_length: int | None = None,
+    device: str | None = None,
+    data_root: str | os.PathLike | None = None,
+    cache: EmbeddingCache | None = None,
+    measures=MEASURES,
+    remove_self_matches: bool | None = None,
+    excluded_ids: Mapping[str, list[str]] | None = None,
+    encoder: Encoder | None = None,
+    progress: bool = True,
+) -> Evaluation:
+    """Evaluate one system on one split (protocol §2.3–§2.5).
+
+    Args:
+        model: Catalog key or spec.
+        dataset: Dataset key (under the data root), folder, or a loaded :class:`Dataset`.
+        split: Qrels split.
+        queries: Replacement queries (variants), see :func:`resolve_queries`.
+        variant: Name of the query set, stored with the result (``clean`` by default).
+        top_k: Hits kept per query (the study: 1000).
+        batch_size: Texts per forward pass.
+        max_length: Token limit (default: the spec's).
+        device: Torch device (default: CUDA when available).
+        data_root: Data root for dataset keys.
+        cache: Embedding cache (``None``: no caching).
+        measures: Measure names (``robustir.metrics``).
+        remove_self_matches: Drop hits whose id equals the query id; default: only on
+            ArguAna, as the study (protocol §2.3.5).
+        excluded_ids: ``{qid: [doc_id, …]}`` removed after retrieval (BRIGHT, §2.3.6).
+        encoder: Reuse an :class:`Encoder` (its settings then win over the arguments above).
+        progress: Show progress bars.
+    """
+    started = time.perf_counter()
+    spec = model if isinstance(model, ModelSpec) else get_model_spec(model)
+    if not isinstance(dataset, Dataset):
+        dataset = load_dataset(dataset, split, data_root)
+    query_texts, query_record = resolve_queries(queries, dataset)
+    if remove_self_matches is None:
+        remove_self_matches = dataset.name == "arguana"
+
+    if spec.is_dense:
+        encoder = encoder or Encoder(
+            spec, device=device, batch_size=batch_size, max_length=max_length, cache=cache,
+            progress=progress,
+        )
+        before = dataclasses.replace(encoder.stats)
+        corpus = encoder.encode_corpus(dataset.corpus, dataset.name)
+        query_vectors = encoder.encode_queries(query_texts, dataset.name)
+        run = retrieve.dense_search(query_vectors, corpus, top_k=top_k, score=spec.score)
+        encoding = {
+            "device": str(encoder.device), "dtype": encoder.dtype,
+            "batch_size": encoder.batch_size, "max_length": encoder.max_length,
+            "query_prompt": spec.query_prompt(dataset.name),
+            "document_prompt": spec.document_prompt(dataset.name),
+        }
+    else:
+        encoder = None
+        retriever = retrieve.BM25Retriever(
+            dataset.corpus, k1=spec.bm25_k1, b=spec.bm25_b, progress=progress
+        )
+        run = retriever.search(query_texts, top_k=top_k)
+        encoding = {"bm25_k1": spec.bm25_k1, "bm25_b": spec.bm25_b, "stemmer": "english"}
+    if remove_self_matches:
+        run = retrieve.remove_self_matches(run)
+    if excluded_ids:
+        run = retrieve.remove_excluded_ids(run, excluded_ids)
+
+    per_query = per_query_metrics(dataset.qrels, run, measures)
+    params = {
+        "model": spec.as_record(),
+        "dataset": dataset.name,
+        "split": dataset.split,
+        "data_checksum": dataset.checksum,
+        "variant": variant,
+        "queries": query_record,
+        "top_k": top_k,
+        "encoding": encoding,
+        "remove_self_matches": remove_self_matches,
+        "excluded_ids": bool(excluded_ids),
+        "measures": list(measures),
+        "libraries": library_versions(),
+    }
+    summary = {
+        "metrics": mean_metrics(per_query),
+        "n_queries": int(len(per_query)),
+        "elapsed_s": round(time.perf_counter() - started, 3),
+        "cache": (
+            {
+                "hits": encoder.stats.cache_hits - before.cache_hits,
+                "misses": encoder.stats.cache_misses - before.cache_misses,
+                "texts_encoded": encoder.stats.texts_encoded - before.texts_encoded,
+            }
+            if encoder
+            else None
+        ),
+    }
+    log.info("%s on %s/%s: %s", spec.key, dataset.name, dataset.split, summary["metrics"])
+    return Evaluation(run, per_query, summary, params, encoder)

@@ -1,0 +1,39 @@
+"""What every result records about the software that produced it.
+
+Used by every results-store entry (``params.json``) and by the variant and adversarial-passage
+files; described in the book chapter "Reproducing at paper scale".
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.metadata
+import os
+from pathlib import Path
+
+__all__ = ["file_sha256", "library_versions"]
+
+_LIBRARIES = (
+    "robustir", "torch", "transformers", "tokenizers", "faiss-cpu", "pytrec-eval-terrier",
+    "bm25s", "numpy", "scipy", "pandas", "statsmodels", "nltk",
+)
+
+
+def library_versions() -> dict[str, str]:
+    """Installed versions of the libraries that can change a result (absent ones omitted)."""
+    versions = {}
+    for name in _LIBRARIES:
+        try:
+            versions[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            continue
+    return versions
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    """Hex SHA-256 of a file's bytes, read in 1 MiB blocks."""
+    digest = hashlib.sha256()
+    with Path(path).open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
