@@ -1,0 +1,573 @@
+"""The grid runner: plan jobs from a YAML grid, execute each notebook with papermill, skip finished ones.
+
+A grid (``configs/default.yaml``, ``configs/paper.yaml``) lists *analyses*. Each analysis names a
+py:percent notebook and the axes models × datasets × variants × seeds; every point of that
+product is one :class:`Job`: one notebook executed once with one parameter set. The notebook
+itself writes its results-store entry (:mod:`robustir.results`) at
+``<results>/<experiment>/<model>/<dataset>/<variant>/seed-<seed>/``.
+
+A job is *finished* when three things hold, checked by :func:`job_finished`:
+
+1. its entry has ``summary.json``;
+2. the entry holds ``job.json``, written by this runner after the notebook succeeded, whose
+   ``job_hash`` equals the job's hash (notebook source, parameters, library version) and whose
+   ``entry_params_hash`` equals the hash recorded in ``summary.json``;
+3. the executed notebook exists at ``<runs_dir>/<experiment>/<model>/<dataset>/<variant>/seed-<seed>.ipynb``.
+
+Every write is atomic (temporary name, then rename) and ``job.json`` is written last, so killing
+the runner at any moment and rerunning it redoes at most the jobs that were in flight and loses
+nothing that had finished.
+
+Aggregate notebooks (``aggregates:`` in the grid) read the store and make the book's figures and
+tables; :func:`run_aggregates` re-executes one only when its source, its parameters or the store's
+contents changed.
+
+Grid file format::
+
+    results: results            # store root, relative to the working directory
+    runs_dir: book/runs         # executed notebooks (git-ignored)
+    workers: 1                  # parallel jobs (local executor) or Dask workers
+    timeout_s: 3600             # per-cell time limit
+    store_parameter: output     # notebook parameter that receives the store root
+    analyses:
+      - experiment: evaluate
+        notebook: notebooks/evaluate.py
+        models: [minilm, bm25]
+        datasets: [scifact]
+        variants: {clean: {}}            # variant name -> extra parameters (default {clean: {}})
+        seeds: [1999, 5]                 # injected as `seed`; omit for deterministic runs
+        parameters: {top_k: 1000}        # passed to every job of the analysis
+        model_parameters: {smollm2: {max_length: 128}}   # per-model overrides
+    aggregates:
+      - notebook: notebooks/query_variations_summary.py
+        parameters: {}
+
+Used in the book: "Reproducing at paper scale" (``book/reproducing.md``) and the preface.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import dataclasses
+import hashlib
+import itertools
+import json
+import logging
+import multiprocessing
+import os
+import tempfile
+import uuid
+from pathlib import Path
+from typing import Any, Callable, Iterable, Mapping
+
+import yaml
+
+import robustir
+from robustir.results import ResultStore, params_hash
+
+logger = logging.getLogger(__name__)
+
+EXECUTORS = ("local", "dask")
+"""Names accepted by ``--executor``."""
+
+JOB_RECORD = "job.json"
+"""File the runner adds to a results entry once its notebook has run to the end."""
+
+HIDDEN_INPUT_TAGS = ("parameters", "injected-parameters")
+"""Cells whose input the book hides (environment.md §4.4, pitfall 4)."""
+
+_ANALYSIS_KEYS = {"experiment", "notebook", "models", "datasets", "variants", "seeds",
+                  "parameters", "model_parameters", "store_parameter"}
+_AGGREGATE_KEYS = {"notebook", "parameters", "store_parameter"}
+_GRID_KEYS = {"results", "runs_dir", "workers", "timeout_s", "store_parameter", "analyses",
+              "aggregates"}
+
+
+class GridError(ValueError):
+    """A grid file is malformed; the message names the file, the entry and the field."""
+
+
+class RunError(RuntimeError):
+    """One or more jobs failed; ``failures`` maps each job's label to its error text."""
+
+    def __init__(self, failures: Mapping[str, str]) -> None:
+        self.failures = dict(failures)
+        listing = "\n".join(f"  {label}: {error}" for label, error in self.failures.items())
+        super().__init__(f"{len(self.failures)} job(s) failed:\n{listing}")
+
+
+@dataclasses.dataclass(frozen=True)
+class Job:
+    """One notebook executed once with one parameter set.
+
+    Attributes:
+        experiment: The analysis (first level of the results store).
+        notebook: Path of the py:percent (or .ipynb) source notebook.
+        notebook_sha: SHA-256 (16 hex digits) of the notebook's bytes when planned.
+        model, dataset, variant: Results-store keys of the entry the notebook writes.
+        seed: The seed, or None for a deterministic analysis.
+        parameters: The notebook parameters (JSON values), without the store location.
+        store_parameter: Name of the notebook parameter that receives the store root.
+    """
+
+    experiment: str
+    notebook: str
+    notebook_sha: str
+    model: str
+    dataset: str
+    variant: str
+    seed: int | None
+    parameters: Mapping[str, Any]
+    store_parameter: str = "output"
+
+    @property
+    def label(self) -> str:
+        """A short human-readable name, e.g. ``evaluate/minilm/scifact/clean/seed-none``."""
+        seed = "none" if self.seed is None else self.seed
+        return f"{self.experiment}/{self.model}/{self.dataset}/{self.variant}/seed-{seed}"
+
+    @property
+    def job_hash(self) -> str:
+        """Hash of everything that changes what the job computes (not where it writes)."""
+        return params_hash({
+            "notebook": self.notebook,
+            "notebook_sha": self.notebook_sha,
+            "parameters": dict(self.parameters),
+            "robustir": robustir.__version__,
+        })
+
+
+@dataclasses.dataclass(frozen=True)
+class Aggregate:
+    """An aggregate notebook: reads the store, makes figures and tables for a results chapter."""
+
+    notebook: str
+    notebook_sha: str
+    parameters: Mapping[str, Any]
+    store_parameter: str = "output"
+
+    @property
+    def name(self) -> str:
+        """The executed notebook's file stem (the source's stem)."""
+        return Path(self.notebook).stem
+
+
+@dataclasses.dataclass(frozen=True)
+class Grid:
+    """A parsed grid file. ``base`` is the directory notebooks run in and paths are relative to."""
+
+    path: Path
+    base: Path
+    results: Path
+    runs_dir: Path
+    workers: int
+    timeout_s: int
+    jobs: tuple[Job, ...]
+    aggregates: tuple[Aggregate, ...]
+
+    @property
+    def store(self) -> ResultStore:
+        """The results store the grid writes."""
+        return ResultStore(self.results)
+
+    def entry_dir(self, job: Job) -> Path:
+        """The results-store entry of ``job``."""
+        return self.store.entry_dir(job.experiment, job.model, job.dataset, job.variant, job.seed)
+
+    def notebook_path(self, job: Job) -> Path:
+        """Where ``job``'s executed notebook goes; mirrors the store layout."""
+        relative = self.entry_dir(job).relative_to(self.results)
+        return self.runs_dir / relative.with_suffix(".ipynb")
+
+    def aggregate_path(self, aggregate: Aggregate) -> Path:
+        """Where an executed aggregate notebook goes: ``<runs_dir>/aggregates/<stem>.ipynb``."""
+        return self.runs_dir / "aggregates" / f"{aggregate.name}.ipynb"
+
+
+@dataclasses.dataclass
+class GridReport:
+    """What :func:`run_grid` did: labels of jobs skipped (already finished) and run."""
+
+    skipped: list[str]
+    ran: list[str]
+
+
+def _file_sha(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()[:16]
+
+
+def _expect(value: Any, kind: type | tuple[type, ...], where: str, what: str) -> Any:
+    if not isinstance(value, kind):
+        raise GridError(f"{where}: {what} must be a {getattr(kind, '__name__', kind)}, "
+                        f"got {type(value).__name__} {value!r}")
+    return value
+
+
+def _string_list(entry: Mapping[str, Any], field: str, where: str) -> list[str]:
+    values = _expect(entry.get(field), list, where, f"'{field}'")
+    if not values or not all(isinstance(v, str) and v for v in values):
+        raise GridError(f"{where}: '{field}' must be a non-empty list of names, got {values!r}")
+    return values
+
+
+def _check_keys(entry: Mapping[str, Any], allowed: set[str], where: str) -> None:
+    unknown = sorted(set(entry) - allowed)
+    if unknown:
+        raise GridError(f"{where}: unknown field(s) {unknown}; allowed: {sorted(allowed)}")
+
+
+def _plan_analysis(entry: Any, where: str, base: Path, default_store_parameter: str) -> list[Job]:
+    entry = _expect(entry, dict, where, "an analysis")
+    _check_keys(entry, _ANALYSIS_KEYS, where)
+    for field in ("experiment", "notebook"):
+        if not isinstance(entry.get(field), str) or not entry[field]:
+            raise GridError(f"{where}: '{field}' is required (a non-empty string)")
+    notebook = base / entry["notebook"]
+    if not notebook.is_file():
+        raise GridError(f"{where}: notebook {entry['notebook']!r} not found (looked in {notebook})")
+    models = _string_list(entry, "models", where)
+    datasets = _string_list(entry, "datasets", where)
+    variants = _expect(entry.get("variants", {"clean": {}}), dict, where, "'variants'")
+    if not variants:
+        raise GridError(f"{where}: 'variants' must name at least one variant")
+    for name, extra in variants.items():
+        _expect(extra if extra is not None else {}, dict, where, f"variant {name!r}")
+    seeds = entry.get("seeds", [None])
+    if not isinstance(seeds, list) or not seeds or not all(
+            s is None or (isinstance(s, int) and not isinstance(s, bool)) for s in seeds):
+        raise GridError(f"{where}: 'seeds' must be a non-empty list of integers, got {seeds!r}")
+    parameters = _expect(entry.get("parameters", {}) or {}, dict, where, "'parameters'")
+    model_parameters = _expect(entry.get("model_parameters", {}) or {}, dict, where,
+                               "'model_parameters'")
+    unknown_models = sorted(set(model_parameters) - set(models))
+    if unknown_models:
+        raise GridError(f"{where}: model_parameters names {unknown_models}, "
+                        f"which are not in models {models}")
+    store_parameter = entry.get("store_parameter", default_store_parameter)
+    sha = _file_sha(notebook)
+    jobs = []
+    for model, dataset, (variant, extra), seed in itertools.product(
+            models, datasets, variants.items(), seeds):
+        job_parameters = {**parameters, **(model_parameters.get(model) or {}),
+                          **(extra or {}), "model": model, "dataset": dataset}
+        if seed is not None:
+            job_parameters["seed"] = seed
+        if store_parameter in job_parameters:
+            raise GridError(f"{where}: parameter {store_parameter!r} is set by the runner "
+                            "(it receives the results-store root); remove it from the grid")
+        jobs.append(Job(entry["experiment"], entry["notebook"], sha, model, dataset,
+                        str(variant), seed, job_parameters, store_parameter))
+    return jobs
+
+
+def load_grid(path: str | os.PathLike[str], *, base: str | os.PathLike[str] | None = None) -> Grid:
+    """Read a grid file and expand it into jobs.
+
+    Args:
+        path: The YAML grid, e.g. ``configs/default.yaml``.
+        base: Directory that relative paths in the grid are resolved against (default: the
+            working directory, i.e. the repository root when run through ``make``).
+
+    Returns:
+        The grid with every job planned in file order (analysis, then model, dataset, variant,
+        seed).
+
+    Raises:
+        GridError: The file is missing, not YAML, or an entry is malformed; the message names
+            the file, the entry (``analyses[2]``) and the field.
+
+    Used in the book: "Reproducing at paper scale".
+    """
+    path = Path(path)
+    base = Path(base) if base is not None else Path.cwd()
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise GridError(f"grid file {path} not found") from None
+    except yaml.YAMLError as error:
+        raise GridError(f"{path}: not valid YAML: {error}") from None
+    raw = _expect(raw, dict, str(path), "the grid")
+    _check_keys(raw, _GRID_KEYS, str(path))
+    store_parameter = raw.get("store_parameter", "output")
+    analyses = _expect(raw.get("analyses"), list, str(path), "'analyses'")
+    jobs: list[Job] = []
+    for index, entry in enumerate(analyses):
+        jobs.extend(_plan_analysis(entry, f"{path}: analyses[{index}]", base, store_parameter))
+    labels = [job.label for job in jobs]
+    duplicates = sorted({label for label in labels if labels.count(label) > 1})
+    if duplicates:
+        raise GridError(f"{path}: several jobs would write the same entry: {duplicates}")
+    aggregates = []
+    for index, entry in enumerate(raw.get("aggregates") or []):
+        where = f"{path}: aggregates[{index}]"
+        entry = _expect(entry, dict, where, "an aggregate")
+        _check_keys(entry, _AGGREGATE_KEYS, where)
+        notebook = base / str(entry.get("notebook", ""))
+        if not entry.get("notebook") or not notebook.is_file():
+            raise GridError(f"{where}: notebook {entry.get('notebook')!r} not found")
+        aggregates.append(Aggregate(
+            entry["notebook"], _file_sha(notebook),
+            _expect(entry.get("parameters", {}) or {}, dict, where, "'parameters'"),
+            entry.get("store_parameter", store_parameter)))
+    workers = raw.get("workers", 1)
+    timeout_s = raw.get("timeout_s", 3600)
+    for field, value in (("workers", workers), ("timeout_s", timeout_s)):
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise GridError(f"{path}: '{field}' must be a positive integer, got {value!r}")
+    base = base.resolve()
+    return Grid(path, base, (base / raw.get("results", "results")).resolve(),
+                (base / raw.get("runs_dir", "book/runs")).resolve(), workers, timeout_s,
+                tuple(jobs), tuple(aggregates))
+
+
+def job_finished(grid: Grid, job: Job) -> bool:
+    """Whether ``job`` has finished with its current notebook and parameters (module docstring).
+
+    Used in the book: "Reproducing at paper scale" (what a rerun skips).
+    """
+    entry = grid.entry_dir(job)
+    try:
+        record = json.loads((entry / JOB_RECORD).read_text(encoding="utf-8"))
+        summary = json.loads((entry / "summary.json").read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError):
+        return False
+    return (record.get("job_hash") == job.job_hash
+            and record.get("entry_params_hash") == summary.get("params_hash")
+            and grid.notebook_path(job).is_file())
+
+
+def _write_atomically(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f".tmp-{uuid.uuid4().hex}-{path.name}")
+    temporary.write_text(text, encoding="utf-8")
+    os.replace(temporary, path)
+
+
+def hide_parameter_inputs(notebook_path: Path) -> None:
+    """Tag the ``parameters`` and ``injected-parameters`` cells ``remove-input`` in place.
+
+    papermill cannot hide the cell it injects (environment.md §4.4); the book should show
+    results, not the plumbing that produced them.
+    """
+    import nbformat
+
+    notebook = nbformat.read(notebook_path, as_version=4)
+    for cell in notebook.cells:
+        tags = cell.get("metadata", {}).get("tags", [])
+        if any(tag in tags for tag in HIDDEN_INPUT_TAGS) and "remove-input" not in tags:
+            cell.setdefault("metadata", {})["tags"] = [*tags, "remove-input"]
+    nbformat.write(notebook, notebook_path)
+
+
+def execute_notebook(source: Path, output: Path, parameters: Mapping[str, Any], *,
+                     cwd: Path, timeout_s: int) -> None:
+    """Execute ``source`` with papermill into ``output``, atomically, with parameter cells hidden.
+
+    A py:percent source is converted with jupytext to a temporary ``.ipynb`` first (papermill
+    needs a path; environment.md §5). The executed notebook is written under a temporary name
+    beside ``output`` and renamed into place only after the last cell succeeded.
+
+    Raises:
+        papermill.PapermillExecutionError: A cell raised; the partial notebook is kept as
+            ``<output stem>.failed.ipynb`` for inspection.
+    """
+    import jupytext
+    import papermill
+
+    output.parent.mkdir(parents=True, exist_ok=True)
+    partial = output.with_name(f".tmp-{uuid.uuid4().hex}-{output.name}")
+    with tempfile.TemporaryDirectory(prefix="robustir-nb-") as scratch:
+        if source.suffix == ".ipynb":
+            converted = source
+        else:
+            converted = Path(scratch) / f"{source.stem}.ipynb"
+            jupytext.write(jupytext.read(source), converted)
+        try:
+            papermill.execute_notebook(
+                str(converted), str(partial), parameters=dict(parameters), kernel_name="python3",
+                cwd=str(cwd), progress_bar=False, execution_timeout=timeout_s)
+        except BaseException:
+            if partial.exists():
+                os.replace(partial, output.with_name(f"{output.stem}.failed.ipynb"))
+            raise
+    hide_parameter_inputs(partial)
+    os.replace(partial, output)
+
+
+def execute_job(grid: Grid, job: Job) -> str:
+    """Run one job to the end and record it; returns the job's label.
+
+    Raises:
+        RuntimeError: The notebook ran but wrote no results entry where the grid expects it
+            (the analysis's ``experiment`` or variant names do not match the notebook's).
+    """
+    entry = grid.entry_dir(job)
+    logger.info("running %s", job.label)
+    parameters = {**job.parameters, job.store_parameter: str(grid.results)}
+    execute_notebook(grid.base / job.notebook, grid.notebook_path(job), parameters,
+                     cwd=grid.base, timeout_s=grid.timeout_s)
+    try:
+        summary = json.loads((entry / "summary.json").read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise RuntimeError(
+            f"{job.notebook} ran to the end but wrote no results entry at {entry}; the grid's "
+            "experiment, model, dataset, variant and seed must be the keys the notebook writes"
+        ) from None
+    _write_atomically(entry / JOB_RECORD, json.dumps({
+        "job_hash": job.job_hash,
+        "entry_params_hash": summary.get("params_hash"),
+        "notebook": job.notebook,
+        "notebook_sha": job.notebook_sha,
+        "parameters": dict(job.parameters),
+        "executed_notebook": str(grid.notebook_path(job).relative_to(grid.runs_dir)),
+    }, sort_keys=True, indent=2) + "\n")
+    logger.info("finished %s", job.label)
+    return job.label
+
+
+def _run_local(grid: Grid, jobs: list[Job], workers: int,
+               on_done: Callable[[str], None]) -> dict[str, str]:
+    failures: dict[str, str] = {}
+    context = multiprocessing.get_context("spawn")
+    with concurrent.futures.ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
+        futures = {pool.submit(execute_job, grid, job): job for job in jobs}
+        for future in concurrent.futures.as_completed(futures):
+            job = futures[future]
+            try:
+                on_done(future.result())
+            except Exception as error:  # one failed job must not stop the others
+                logger.error("job %s failed: %s", job.label, error)
+                failures[job.label] = f"{type(error).__name__}: {error}"
+    return failures
+
+
+def _run_dask(grid: Grid, jobs: list[Job], workers: int, scheduler: str | None,
+              on_done: Callable[[str], None]) -> dict[str, str]:
+    from dask.distributed import Client, LocalCluster, as_completed
+
+    failures: dict[str, str] = {}
+    cluster = None
+    if scheduler is None:
+        # Jobs spend their time in a notebook kernel (a separate process), so worker threads
+        # suffice; one thread per worker keeps jobs from competing for the same cores.
+        cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=False,
+                               dashboard_address=None)
+    client = Client(cluster if cluster is not None else scheduler)
+    try:
+        futures = client.map(execute_job, [grid] * len(jobs), jobs, pure=False)
+        labels = {future.key: job.label for future, job in zip(futures, jobs)}
+        for future in as_completed(futures):
+            try:
+                on_done(future.result())
+            except Exception as error:
+                label = labels[future.key]
+                logger.error("job %s failed: %s", label, error)
+                failures[label] = f"{type(error).__name__}: {error}"
+    finally:
+        client.close()
+        if cluster is not None:
+            cluster.close()
+    return failures
+
+
+def run_grid(grid: Grid, *, force: bool = False, executor: str = "local",
+             workers: int | None = None, scheduler: str | None = None) -> GridReport:
+    """Run every job of ``grid`` that has not finished (or every job with ``force``).
+
+    Args:
+        grid: From :func:`load_grid`.
+        force: Rerun finished jobs too (their entries are replaced atomically).
+        executor: ``"local"`` (a process pool on this machine) or ``"dask"`` (a Dask
+            distributed cluster: ``scheduler`` if given, else a local in-process cluster).
+        workers: Parallel jobs; default the grid's ``workers``.
+        scheduler: Address of a running Dask scheduler, e.g. ``tcp://10.0.0.1:8786``; only with
+            ``executor="dask"``. Workers must see the same file system (the store and notebooks).
+
+    Returns:
+        Which jobs were skipped and which ran.
+
+    Raises:
+        RunError: At least one job failed; the others still ran and were recorded.
+        ValueError: Unknown executor, or a scheduler without the Dask executor.
+
+    Used in the book: "Reproducing at paper scale" (``robustir run``).
+    """
+    if executor not in EXECUTORS:
+        raise ValueError(f"unknown executor {executor!r}; choose one of {list(EXECUTORS)}")
+    if scheduler is not None and executor != "dask":
+        raise ValueError("--scheduler needs --executor dask")
+    workers = workers or grid.workers
+    if workers < 1:
+        raise ValueError(f"workers must be at least 1, got {workers}")
+    pending = [job for job in grid.jobs if force or not job_finished(grid, job)]
+    skipped = [job.label for job in grid.jobs if job not in pending]
+    logger.info("%s: %d job(s), %d finished, %d to run with the %s executor (%d worker(s))",
+                grid.path, len(grid.jobs), len(skipped), len(pending), executor, workers)
+    ran: list[str] = []
+    if pending:
+        if executor == "local":
+            failures = _run_local(grid, pending, workers, ran.append)
+        else:
+            failures = _run_dask(grid, pending, workers, scheduler, ran.append)
+        if failures:
+            raise RunError(failures)
+    return GridReport(skipped=skipped, ran=sorted(ran))
+
+
+def store_fingerprint(store: ResultStore) -> str:
+    """Hash of every finished entry's location and parameter hash in ``store``.
+
+    Changes whenever an entry is added, removed or rewritten with other parameters; aggregate
+    notebooks are re-executed only then.
+    """
+    listing = []
+    if store.root.is_dir():
+        for summary in sorted(store.root.glob("*/*/*/*/seed-*/summary.json")):
+            relative = summary.relative_to(store.root)
+            if not any(part.startswith(".") for part in relative.parts):
+                recorded = json.loads(summary.read_text(encoding="utf-8")).get("params_hash")
+                listing.append([str(relative.parent), recorded])
+    return params_hash({"entries": listing})
+
+
+def run_aggregates(grid: Grid, *, force: bool = False,
+                   only: Iterable[str] | None = None) -> list[str]:
+    """Execute the grid's aggregate notebooks whose inputs changed since their last execution.
+
+    An aggregate's key combines its source hash, its parameters and :func:`store_fingerprint`;
+    it is kept beside the executed notebook as ``<stem>.json``.
+
+    Args:
+        grid: From :func:`load_grid`.
+        force: Execute every aggregate.
+        only: Execute only aggregates with these stems.
+
+    Returns:
+        Stems of the aggregates executed.
+
+    Used in the book: every results chapter (the executed aggregates are its pages).
+    """
+    fingerprint = store_fingerprint(grid.store)
+    executed = []
+    for aggregate in grid.aggregates:
+        if only is not None and aggregate.name not in set(only):
+            continue
+        output = grid.aggregate_path(aggregate)
+        record_path = output.with_suffix(".json")
+        key = params_hash({"notebook_sha": aggregate.notebook_sha,
+                           "parameters": dict(aggregate.parameters),
+                           "store": fingerprint, "robustir": robustir.__version__})
+        try:
+            current = json.loads(record_path.read_text(encoding="utf-8")).get("key")
+        except (OSError, json.JSONDecodeError):
+            current = None
+        if not force and current == key and output.is_file():
+            logger.info("aggregate %s is up to date", aggregate.name)
+            continue
+        logger.info("executing aggregate %s", aggregate.name)
+        parameters = {**aggregate.parameters, aggregate.store_parameter: str(grid.results)}
+        execute_notebook(grid.base / aggregate.notebook, output, parameters,
+                         cwd=grid.base, timeout_s=grid.timeout_s)
+        _write_atomically(record_path, json.dumps({"key": key}) + "\n")
+        executed.append(aggregate.name)
+    return executed

@@ -1,0 +1,183 @@
+"""The grid runner: planning, skipping, bad grids, surviving kills, and the Dask executor."""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from robustir.results import ResultStore
+from robustir.runs import GridError, RunError, job_finished, load_grid, run_grid
+
+FIXTURES = Path(__file__).parent / "fixtures" / "notebooks"
+TINY = str(FIXTURES / "tiny_entry.py")
+
+
+def _grid_file(directory: Path, **overrides) -> Path:
+    analysis = {
+        "experiment": "tiny", "notebook": TINY, "models": ["model-a", "model-b"],
+        "datasets": ["data-x"], "variants": {"clean": {"family": "clean"},
+                                             "typo": {"family": "typo"}},
+        "seeds": [1, 2], "parameters": {"n_queries": 4},
+    }
+    analysis.update(overrides)
+    grid = {"results": "results", "runs_dir": "runs", "workers": 2, "timeout_s": 120,
+            "analyses": [analysis]}
+    path = directory / "grid.yaml"
+    path.write_text(yaml.safe_dump(grid, sort_keys=False))
+    return path
+
+
+def _store_files(root: Path) -> dict[str, bytes]:
+    """Every file of every finished entry, by path relative to the store root."""
+    files = {}
+    for entry in ResultStore(root).entries("tiny"):
+        for file in sorted(entry.iterdir()):
+            files[str(file.relative_to(root))] = file.read_bytes()
+    return files
+
+
+def test_plan_expands_axes_and_merges_parameters(tmp_path):
+    grid = load_grid(_grid_file(tmp_path, model_parameters={"model-b": {"n_queries": 7}}),
+                     base=tmp_path)
+    assert len(grid.jobs) == 2 * 1 * 2 * 2
+    first = grid.jobs[0]
+    assert first.label == "tiny/model-a/data-x/clean/seed-1"
+    assert dict(first.parameters) == {"n_queries": 4, "family": "clean", "model": "model-a",
+                                      "dataset": "data-x", "seed": 1}
+    assert {j.parameters["n_queries"] for j in grid.jobs if j.model == "model-b"} == {7}
+    assert grid.notebook_path(first) == tmp_path / "runs/tiny/model-a/data-x/clean/seed-1.ipynb"
+    # Distinct parameters give distinct job hashes; the store location is not part of them.
+    assert len({job.job_hash for job in grid.jobs}) == len(grid.jobs)
+
+
+def test_deterministic_analysis_has_no_seed_parameter(tmp_path):
+    path = _grid_file(tmp_path)
+    raw = yaml.safe_load(path.read_text())
+    del raw["analyses"][0]["seeds"]
+    path.write_text(yaml.safe_dump(raw, sort_keys=False))
+    job = load_grid(path, base=tmp_path).jobs[0]
+    assert job.seed is None and "seed" not in job.parameters
+    assert job.label.endswith("/seed-none")
+
+
+@pytest.mark.parametrize("change,message", [
+    ({"notebook": "missing.py"}, r"analyses\[0\]: notebook 'missing.py' not found"),
+    ({"models": []}, r"analyses\[0\]: 'models' must be a non-empty list"),
+    ({"seeds": ["one"]}, r"analyses\[0\]: 'seeds' must be a non-empty list of integers"),
+    ({"model_parameters": {"model-z": {}}}, r"model_parameters names \['model-z'\]"),
+    ({"parameters": {"output": "elsewhere"}}, r"parameter 'output' is set by the runner"),
+    ({"modles": ["a"]}, r"unknown field\(s\) \['modles'\]"),
+    ({"variants": {"clean": {}, "again": {}}, "seeds": [1, 1]}, "same entry"),
+])
+def test_bad_grid_names_file_entry_and_field(tmp_path, change, message):
+    path = _grid_file(tmp_path, **change)
+    with pytest.raises(GridError, match=message) as error:
+        load_grid(path, base=tmp_path)
+    assert str(path) in str(error.value)
+
+
+def test_bad_yaml_and_missing_file(tmp_path):
+    with pytest.raises(GridError, match="not found"):
+        load_grid(tmp_path / "absent.yaml")
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("analyses: [\n")
+    with pytest.raises(GridError, match="not valid YAML"):
+        load_grid(broken)
+
+
+def test_run_skips_finished_and_reruns_after_a_notebook_edit(tmp_path):
+    notebook = tmp_path / "tiny_entry.py"
+    notebook.write_text(Path(TINY).read_text())
+    path = _grid_file(tmp_path, notebook="tiny_entry.py", models=["model-a"], seeds=[1])
+    grid = load_grid(path, base=tmp_path)
+    first = run_grid(grid, workers=2)
+    assert len(first.ran) == 2 and first.skipped == []
+    assert all(job_finished(grid, job) for job in grid.jobs)
+    # The executed notebook hides the parameter cells from the book's readers.
+    executed = grid.notebook_path(grid.jobs[0]).read_text()
+    assert '"injected-parameters",\n     "remove-input"' in executed
+
+    assert run_grid(grid).ran == []
+    notebook.write_text(notebook.read_text() + "\n# an edit changes the source hash\n")
+    edited = load_grid(path, base=tmp_path)
+    assert not any(job_finished(edited, job) for job in edited.jobs)
+    assert len(run_grid(edited, workers=2).ran) == 2
+
+
+def test_failed_job_is_reported_and_others_still_run(tmp_path):
+    path = _grid_file(tmp_path, models=["model-a"], seeds=[1],
+                      variants={"clean": {"family": "clean"}, "bad": {"n_queries": "x"}})
+    grid = load_grid(path, base=tmp_path)
+    with pytest.raises(RunError) as error:
+        run_grid(grid, workers=2)
+    assert list(error.value.failures) == ["tiny/model-a/data-x/bad/seed-1"]
+    assert job_finished(grid, grid.jobs[0])
+    assert (tmp_path / "runs/tiny/model-a/data-x/bad/seed-1.failed.ipynb").is_file()
+
+
+def test_wrong_variant_name_is_a_clear_failure(tmp_path):
+    # The notebook writes its entry under `family`; a variant name that differs is caught.
+    path = _grid_file(tmp_path, models=["model-a"], seeds=[1], variants={"typos": {"family": "typo"}})
+    with pytest.raises(RunError, match="wrote no results entry"):
+        run_grid(load_grid(path, base=tmp_path), workers=1)
+
+
+def _robustir_run(directory: Path) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-m", "robustir.cli_run", "run", "grid.yaml", "--workers", "2"],
+        cwd=directory, start_new_session=True, stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL)
+
+
+def test_killed_runs_continue_and_match_an_uninterrupted_run(tmp_path):
+    reference, interrupted = tmp_path / "reference", tmp_path / "interrupted"
+    for directory in (reference, interrupted):
+        directory.mkdir()
+        _grid_file(directory)
+    started = time.monotonic()
+    assert _robustir_run(reference).wait(timeout=300) == 0
+    full_time = time.monotonic() - started
+    expected = _store_files(reference / "results")
+    assert len(expected) == 8 * 4  # eight entries: params, per-query, summary, job record
+
+    rng = random.Random(2026)
+    finished_after_kills = []
+    for _ in range(2):
+        process = _robustir_run(interrupted)
+        time.sleep(rng.uniform(0.3, 0.7) * full_time)
+        os.killpg(process.pid, signal.SIGKILL)  # the runner, its pool and the notebook kernels
+        process.wait()
+        finished_after_kills.append(len(ResultStore(interrupted / "results").entries("tiny")))
+    assert any(0 < n < 8 for n in finished_after_kills), finished_after_kills
+    assert _robustir_run(interrupted).wait(timeout=300) == 0
+
+    assert _store_files(interrupted / "results") == expected
+    grid = load_grid(interrupted / "grid.yaml", base=interrupted)
+    assert all(job_finished(grid, job) for job in grid.jobs)
+
+
+def test_dask_executor_writes_the_same_store_as_the_local_one(tmp_path):
+    local, dask = tmp_path / "local", tmp_path / "dask"
+    for directory in (local, dask):
+        directory.mkdir()
+        _grid_file(directory, models=["model-a"])
+    run_grid(load_grid(local / "grid.yaml", base=local), executor="local", workers=2)
+    report = run_grid(load_grid(dask / "grid.yaml", base=dask), executor="dask", workers=2)
+    assert len(report.ran) == 4
+    assert _store_files(dask / "results") == _store_files(local / "results")
+
+
+def test_executor_arguments_are_checked(tmp_path):
+    grid = load_grid(_grid_file(tmp_path), base=tmp_path)
+    with pytest.raises(ValueError, match="unknown executor"):
+        run_grid(grid, executor="slurm")
+    with pytest.raises(ValueError, match="--scheduler needs --executor dask"):
+        run_grid(grid, scheduler="tcp://127.0.0.1:8786")
