@@ -1,0 +1,59 @@
+"""What a query-variation family is: named generators, and how a family reports being unavailable.
+
+Used in the book chapter "Query variations".
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, field
+from typing import Any, Sequence
+
+
+class QueryGenerator:
+    """One generator of a family: turns a query into one candidate variant.
+
+    Attributes:
+        name: Generator name recorded with every variant (e.g. ``qwerty_substitution``).
+    """
+
+    name: str = "generator"
+
+    def prepare(self, texts: Sequence[str]) -> None:
+        """Batch work ahead of the per-query calls (model-based generators); a no-op here."""
+
+    def __call__(self, text: str, rng: random.Random) -> str:
+        """Return this generator's candidate for ``text`` (may equal ``text``)."""
+        raise NotImplementedError
+
+
+@dataclass(frozen=True)
+class Family:
+    """A query-variation family of the study.
+
+    Attributes:
+        key: The study's code key (``mispelling``, ``ordering``, ``synonym``, ``paraphrase``,
+            ``naturality``).
+        display_name: The paper's name (Misspelling, Reordering, …).
+        generators: The generators, in the study's order; each contributes one candidate.
+        parameters: Everything else that shapes the output, recorded as provenance.
+    """
+
+    key: str
+    display_name: str
+    generators: tuple[QueryGenerator, ...]
+    parameters: dict[str, Any] = field(default_factory=dict)
+
+
+class FamilyUnavailable(RuntimeError):
+    """A family cannot be computed as specified here (e.g. a generation model is missing).
+
+    Attributes:
+        family: The family's code key.
+        reason: Why, and what would make it available.
+    """
+
+    def __init__(self, family: str, reason: str):
+        super().__init__(f"query-variation family {family!r} is unavailable: {reason}")
+        self.family = family
+        self.reason = reason

@@ -1,0 +1,359 @@
+"""Generate one variant per query for a family and a seed, and save it with its provenance.
+
+The study's semantics (protocol §4.2): for every query of the split, every generator of the
+family yields one candidate (the unchanged query when it has none or fails); one candidate is
+chosen uniformly at random. Each variant records the generator chosen and whether the text
+changed (protocol §8.1 row 13: the unchanged fraction is reported next to every drop rate).
+
+Randomness (``rng_scope``):
+
+* ``"stream"`` (default, the study's semantics): one ``random.Random(seed)`` per
+  (dataset, family, seed), consumed query by query in the query set's order and generator by
+  generator, as the study seeds its global generators once per run. A query's variant therefore
+  depends on the queries before it.
+* ``"query"`` (an improvement, protocol §8.2 item 9): each query's generator is seeded from
+  SHA-256 of (seed, dataset, query id), so a variant does not depend on order or on the other
+  queries. Results made with it are labelled by the recorded ``rng_scope``.
+
+Used in the book chapter "Query variations".
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import random
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+from robustir.perturb.augment import PCT_WORDS_TO_SWAP, GeneratorFailure
+from robustir.perturb.family import Family, FamilyUnavailable
+from robustir.perturb.naturalize import naturalizing_generators
+from robustir.perturb.reorder import reordering_generators
+from robustir.perturb.stopwords import STOPWORDS_SOURCE
+from robustir.perturb.typos import misspelling_generators
+
+log = logging.getLogger(__name__)
+
+#: The study's five seeds (protocol §4.1).
+STUDY_SEEDS: tuple[int, ...] = (1999, 5, 27, 2016, 2026)
+
+#: The study's code keys (original spelling) and the paper's display names, in figure order.
+FAMILY_NAMES: dict[str, str] = {
+    "mispelling": "Misspelling",
+    "ordering": "Reordering",
+    "synonym": "Synonymizing",
+    "paraphrase": "Paraphrasing",
+    "naturality": "Naturalizing",
+}
+
+RNG_SCOPES = ("stream", "query")
+
+_ALIASES = {
+    **{key: key for key in FAMILY_NAMES},
+    **{name.lower(): key for key, name in FAMILY_NAMES.items()},
+    "misspelling": "mispelling",
+    "reordering": "ordering",
+    "naturalizing": "naturality",
+}
+
+
+def resolve_family(name: str) -> str:
+    """The code key of a family given its key or display name, case-insensitively.
+
+    Raises:
+        ValueError: Unknown family; the message lists the known ones.
+    """
+    key = _ALIASES.get(name.strip().lower())
+    if key is None:
+        raise ValueError(f"unknown query-variation family {name!r}; choose one of {', '.join(FAMILY_NAMES)}")
+    return key
+
+
+def build_family(name: str, *, encoder=None, device: str = "cpu") -> Family:
+    """Build a family's generators (chapter "Query variations").
+
+    Args:
+        name: Family key or display name.
+        encoder: A ``robustir.encode.Encoder`` for the synonym family's sentence-similarity
+            constraint and word vectors (default: all-MiniLM-L6-v2, loaded here).
+        device: Torch device for the paraphrasing models.
+
+    Raises:
+        FamilyUnavailable: The family's resources are missing (paraphrase models offline,
+            WordNet not installed).
+    """
+    key = resolve_family(name)
+    parameters: dict[str, Any] = {}
+    if key == "mispelling":
+        generators = misspelling_generators()
+        parameters = {"pct_words_to_swap": PCT_WORDS_TO_SWAP, "min_word_length": 3,
+                      "stopword_check": "case-sensitive"}
+    elif key == "ordering":
+        generators = reordering_generators()
+        parameters = {"pct_words_to_swap": PCT_WORDS_TO_SWAP}
+    elif key == "synonym":
+        from robustir.perturb import synonyms
+
+        if encoder is None:
+            from robustir.encode import Encoder
+            from robustir.models import get_model_spec
+
+            encoder = Encoder(get_model_spec("minilm"), device=device, progress=False)
+        embedding = synonyms.WordEmbedding.from_encoder(encoder)
+        generators = synonyms.synonym_generators(lambda texts: encoder.encode_texts(list(texts)), embedding)
+        parameters = {
+            "pct_words_to_swap": PCT_WORDS_TO_SWAP,
+            "sentence_encoder": f"{encoder.spec.hf_id} (deviation: the study uses the Universal Sentence Encoder)",
+            "sentence_similarity_threshold": synonyms.SENTENCE_SIMILARITY_THRESHOLD,
+            "sentence_window_size": synonyms.SENTENCE_WINDOW_SIZE,
+            "word_embedding": f"{embedding.source} (deviation: the study uses counter-fitted GloVe)",
+            "embedding_max_candidates": synonyms.EMBEDDING_MAX_CANDIDATES,
+            "embedding_min_cos_sim": synonyms.EMBEDDING_MIN_COS_SIM,
+            "wordnet": "3.0",
+        }
+    elif key == "paraphrase":
+        from robustir.perturb import paraphrase
+
+        generators = paraphrase.paraphrasing_generators(device=device)
+        parameters = {"back_translation_model": paraphrase.BACK_TRANSLATION_MODEL,
+                      "paraphrase_model": paraphrase.PARAPHRASE_MODEL,
+                      "num_beams": paraphrase.PARAPHRASE_NUM_BEAMS,
+                      "max_length": paraphrase.PARAPHRASE_MAX_LENGTH}
+    else:
+        generators = naturalizing_generators()
+    parameters["stopwords"] = STOPWORDS_SOURCE
+    return Family(key, FAMILY_NAMES[key], tuple(generators), parameters)
+
+
+@dataclass(frozen=True)
+class FamilyStatus:
+    """Whether a family can be computed here, and if not, why.
+
+    Attributes:
+        family: Code key.
+        available: ``True`` when its generators could be built.
+        reason: Empty when available; otherwise what is missing and how to get it.
+    """
+
+    family: str
+    available: bool
+    reason: str = ""
+
+
+def family_status(name: str, **build_options) -> FamilyStatus:
+    """Try to build a family and report the outcome (chapter "Query variations")."""
+    key = resolve_family(name)
+    try:
+        build_family(key, **build_options)
+    except FamilyUnavailable as error:
+        return FamilyStatus(key, False, error.reason)
+    return FamilyStatus(key, True)
+
+
+@dataclass(frozen=True)
+class QueryVariation:
+    """One perturbed query.
+
+    Attributes:
+        query_id: The query's id.
+        text: The variant (may equal ``original``; may be empty after naturalizing).
+        original: The clean query.
+        generator: Name of the generator whose candidate was chosen.
+        changed: ``text != original``.
+    """
+
+    query_id: str
+    text: str
+    original: str
+    generator: str
+    changed: bool
+
+
+@dataclass
+class VariationSet:
+    """The variants of one (dataset, split, family, seed), with provenance.
+
+    Attributes:
+        variations: Query id → variant, in the query set's order.
+        provenance: Family, seed, RNG scope, generators, parameters, library version, counts.
+    """
+
+    variations: dict[str, QueryVariation]
+    provenance: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def queries(self) -> dict[str, str]:
+        """The perturbed queries as BEIR ``{qid: text}``."""
+        return {qid: v.text for qid, v in self.variations.items()}
+
+    @property
+    def unchanged_fraction(self) -> float:
+        """Share of queries whose variant equals the original (in [0, 1])."""
+        return sum(not v.changed for v in self.variations.values()) / max(len(self.variations), 1)
+
+    def save(self, path: str | Path) -> Path:
+        """Write JSONL ``{"_id", "text", "original", "generator", "changed"}`` and a provenance sidecar.
+
+        Returns:
+            The sidecar's path, ``<path without suffix>.provenance.json``.
+        """
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        lines = [
+            json.dumps({"_id": v.query_id, "text": v.text, "original": v.original,
+                        "generator": v.generator, "changed": v.changed}, ensure_ascii=False)
+            for v in self.variations.values()
+        ]
+        _atomic_write(path, "".join(line + "\n" for line in lines))
+        sidecar = provenance_path(path)
+        _atomic_write(sidecar, json.dumps(self.provenance, indent=2, sort_keys=True) + "\n")
+        return sidecar
+
+    @classmethod
+    def load(cls, path: str | Path) -> "VariationSet":
+        """Read a set written by :meth:`save`.
+
+        Raises:
+            ValueError: A line is not JSON or lacks a field; the message names file, line and field.
+            FileNotFoundError: The file or its provenance sidecar is missing.
+        """
+        path = Path(path)
+        variations: dict[str, QueryVariation] = {}
+        with path.open(encoding="utf-8") as handle:
+            for number, line in enumerate(handle, start=1):
+                if not line.strip():
+                    continue
+                try:
+                    record = json.loads(line)
+                except json.JSONDecodeError as error:
+                    raise ValueError(f"{path}:{number}: not valid JSON ({error.msg})") from error
+                for name, kind in (("_id", str), ("text", str), ("original", str),
+                                   ("generator", str), ("changed", bool)):
+                    if not isinstance(record.get(name), kind):
+                        raise ValueError(
+                            f"{path}:{number}: field {name!r} missing or not a {kind.__name__}; "
+                            "regenerate the file with `robustir vary`"
+                        )
+                variations[record["_id"]] = QueryVariation(
+                    record["_id"], record["text"], record["original"], record["generator"], record["changed"]
+                )
+        provenance = json.loads(provenance_path(path).read_text(encoding="utf-8"))
+        return cls(variations, provenance)
+
+
+def provenance_path(path: str | Path) -> Path:
+    """The provenance sidecar written beside a variant file."""
+    path = Path(path)
+    return path.with_name(path.stem + ".provenance.json")
+
+
+def _atomic_write(path: Path, text: str) -> None:
+    temporary = path.with_name(f".{path.name}.tmp")
+    temporary.write_text(text, encoding="utf-8")
+    temporary.replace(path)
+
+
+def query_rng(seed: int, dataset: str, query_id: str) -> random.Random:
+    """The per-query generator of ``rng_scope="query"``: seeded by SHA-256 of (seed, dataset, qid)."""
+    digest = hashlib.sha256(f"{seed}\x1f{dataset}\x1f{query_id}".encode("utf-8")).digest()
+    return random.Random(int.from_bytes(digest[:8], "big"))
+
+
+def _validate_queries(queries: Mapping[str, str]) -> None:
+    for query_id, text in queries.items():
+        if not isinstance(text, str):
+            raise TypeError(f"query {query_id!r}: text must be a string, got {type(text).__name__}")
+        if not text.strip():
+            raise ValueError(
+                f"query {query_id!r} is empty; remove it from the query set or give it text "
+                "before generating variations"
+            )
+
+
+def generate_variations(
+    queries: Mapping[str, str],
+    family: Family | str,
+    seed: int,
+    *,
+    dataset: str,
+    split: str = "test",
+    rng_scope: str = "stream",
+) -> VariationSet:
+    """One variant per query for a family and a seed (chapter "Query variations").
+
+    Args:
+        queries: ``{qid: text}`` in the query set's order (the order matters for
+            ``rng_scope="stream"``).
+        family: A built :class:`Family`, or a name to build with defaults.
+        seed: The seed (the study's: :data:`STUDY_SEEDS`).
+        dataset: Dataset name, recorded and used by ``rng_scope="query"``.
+        split: Split name, recorded.
+        rng_scope: ``"stream"`` (the study's) or ``"query"`` (order-independent); see the module.
+
+    Returns:
+        The variants and their provenance.
+
+    Raises:
+        ValueError: An empty query, or an unknown ``rng_scope``.
+        FamilyUnavailable: The family cannot be built here.
+    """
+    if rng_scope not in RNG_SCOPES:
+        raise ValueError(f"rng_scope must be one of {RNG_SCOPES}, got {rng_scope!r}")
+    _validate_queries(queries)
+    if isinstance(family, str):
+        family = build_family(family)
+    for generator in family.generators:
+        generator.prepare(list(queries.values()))
+    stream = random.Random(seed)
+    variations: dict[str, QueryVariation] = {}
+    chosen, failures = Counter(), Counter()
+    for query_id, original in queries.items():
+        rng = stream if rng_scope == "stream" else query_rng(seed, dataset, query_id)
+        candidates = []
+        for generator in family.generators:
+            try:
+                candidates.append((generator.name, generator(original, rng)))
+            except GeneratorFailure as failure:
+                log.debug("%s failed on query %s: %s", generator.name, query_id, failure)
+                failures[generator.name] += 1
+                candidates.append((generator.name, original))
+        name, text = rng.choice(candidates)
+        chosen[name] += 1
+        variations[query_id] = QueryVariation(query_id, text, original, name, text != original)
+    result = VariationSet(variations)
+    empty = sum(not v.text.strip() for v in variations.values())
+    if empty:
+        log.warning("%s/%s: %d variants are empty (encoded as [PAD])", dataset, family.key, empty)
+    from robustir import __version__
+
+    result.provenance = {
+        "dataset": dataset,
+        "split": split,
+        "family": family.key,
+        "family_display_name": family.display_name,
+        "seed": seed,
+        "rng_scope": rng_scope,
+        "generators": [g.name for g in family.generators],
+        "parameters": family.parameters,
+        "robustir_version": __version__,
+        "n_queries": len(variations),
+        "n_changed": sum(v.changed for v in variations.values()),
+        "unchanged_fraction": result.unchanged_fraction,
+        "n_empty": empty,
+        "chosen_per_generator": dict(chosen),
+        "failures_per_generator": dict(failures),
+    }
+    log.info("%s/%s seed %d: %d of %d queries changed", dataset, family.key, seed,
+             result.provenance["n_changed"], len(variations))
+    return result
+
+
+__all__ = [
+    "FAMILY_NAMES", "STUDY_SEEDS", "RNG_SCOPES", "FamilyStatus", "QueryVariation", "VariationSet",
+    "build_family", "family_status", "generate_variations", "provenance_path", "query_rng",
+    "resolve_family",
+]

@@ -1,0 +1,288 @@
+"""Invariants of the misspelling, reordering and naturalizing generators (protocol §4.2–§4.3)."""
+
+from __future__ import annotations
+
+import json
+import random
+import string
+from collections import Counter
+
+import pytest
+
+from robustir.perturb import (
+    ENGLISH_STOPWORDS,
+    FamilyUnavailable,
+    VariationSet,
+    generate_variations,
+    query_rng,
+    query_words,
+    resolve_family,
+)
+from robustir.perturb.augment import GeneratorFailure
+from robustir.perturb.naturalize import StopwordRemoval
+from robustir.perturb.reorder import WordInnerSwap
+from robustir.perturb.stopwords import ENGLISH_STOPWORD_SET
+from robustir.perturb.typos import (
+    QWERTY_NEIGHBOURS,
+    FixedQwertySubstitution,
+    NeighbouringCharacterSwap,
+    QwertySubstitution,
+    RandomCharacterDeletion,
+    RandomCharacterInsertion,
+    RandomCharacterSubstitution,
+    keyboard_neighbours,
+    misspelling_generators,
+)
+
+QUERIES = {
+    "q1": "what is the role of protein kinase in cancer cells",
+    "q2": "The effect of vitamin D on bone density in older adults?",
+    "q3": "does aspirin reduce the risk of stroke",
+    "q4": "Microglia activation drives neurodegeneration in mouse models of Alzheimer's disease.",
+    "q5": "how do vaccines train the immune system",
+    "q6": "Sleep deprivation impairs memory consolidation",
+}
+SEEDS = (1999, 5, 27, 2016, 2026)
+
+
+def changed_words(original: str, variant: str) -> list[tuple[str, str]]:
+    """Pairs (old, new) of the words that differ; the word count must be unchanged."""
+    before, after = [w.text for w in query_words(original)], [w.text for w in query_words(variant)]
+    assert len(before) == len(after), (original, variant)
+    return [(a, b) for a, b in zip(before, after) if a != b]
+
+
+def is_adjacent_swap(old: str, new: str) -> bool:
+    return len(old) == len(new) and any(
+        old[:i] + old[i + 1] + old[i] + old[i + 2 :] == new for i in range(len(old) - 1)
+    )
+
+
+def substitution(old: str, new: str) -> tuple[str, str] | None:
+    """The (old, new) character of a one-character substitution, or None."""
+    if len(old) != len(new):
+        return None
+    diffs = [(a, b) for a, b in zip(old, new) if a != b]
+    return diffs[0] if len(diffs) == 1 else None
+
+
+def inserted_at(old: str, new: str) -> int | None:
+    for i in range(len(old)):  # never after the last character
+        if new[:i] + new[i + 1 :] == old:
+            return i
+    return None
+
+
+EDIT_CHECKS = {
+    NeighbouringCharacterSwap: is_adjacent_swap,
+    RandomCharacterSubstitution: lambda o, n: (s := substitution(o, n)) and s[1] in string.ascii_letters,
+    QwertySubstitution: lambda o, n: (s := substitution(o, n)) and s[1] in keyboard_neighbours(s[0]),
+    RandomCharacterDeletion: lambda o, n: len(n) == len(o) - 1 and any(o[:i] + o[i + 1 :] == n for i in range(len(o))),
+    RandomCharacterInsertion: lambda o, n: len(n) == len(o) + 1 and inserted_at(o, n) is not None
+    and n[inserted_at(o, n)] in string.ascii_letters,
+    FixedQwertySubstitution: lambda o, n: (s := substitution(o, n)) and s[1] in keyboard_neighbours(s[0]),
+}
+
+
+@pytest.mark.parametrize("generator_class", list(EDIT_CHECKS), ids=lambda c: c.__name__)
+def test_typo_changes_one_eligible_word_by_its_own_edit(generator_class):
+    generator = generator_class()
+    check = EDIT_CHECKS[generator_class]
+    edits = 0
+    for seed in SEEDS:
+        rng = random.Random(seed)
+        for text in QUERIES.values():
+            try:
+                variant = generator(text, rng)
+            except GeneratorFailure:  # QWERTY drew "'" in "Alzheimer's": the study keeps the query
+                assert generator_class is QwertySubstitution and "'" in text
+                continue
+            diff = changed_words(text, variant)
+            assert len(diff) <= 1, (text, variant)  # under 20 words: one word at most
+            if diff:
+                old, new = diff[0]
+                assert old not in ENGLISH_STOPWORD_SET and len(old) >= 3
+                assert check(old, new), (generator.name, old, new)
+                edits += 1
+    assert edits >= 20  # of 30 (query, seed) pairs: the edit almost always happens
+
+
+def test_typo_never_touches_stopwords_or_short_words():
+    text = "is it an ox or a yak"  # every word is a stop-word or shorter than 3 letters, but "yak"
+    for generator in misspelling_generators():
+        for seed in SEEDS:
+            diff = changed_words(text, generator(text, random.Random(seed)))
+            assert [old for old, _ in diff] in ([], ["yak"])
+    assert misspelling_generators()[0]("is it an ox", random.Random(0)) == "is it an ox"
+
+
+def test_stopword_check_is_case_sensitive_as_in_textattack():
+    # "The" is not in the lower-case list, so the study's constraint lets it be edited.
+    assert RandomCharacterDeletion()("The", random.Random(1)) != "The"
+    assert RandomCharacterDeletion()("the", random.Random(1)) == "the"
+
+
+def test_neighbouring_swap_of_equal_letters_is_discarded():
+    # "aaa" only yields swaps equal to itself: no candidate, the query stays unchanged
+    assert NeighbouringCharacterSwap()("aaa", random.Random(3)) == "aaa"
+
+
+def test_qwerty_fails_on_a_character_without_neighbours_and_the_fixed_variant_does_not():
+    with pytest.raises(GeneratorFailure):
+        QwertySubstitution()("2024 1999", random.Random(0))
+    variant = FixedQwertySubstitution()("2024 1999", random.Random(0))
+    (old, new), = changed_words("2024 1999", variant)
+    assert substitution(old, new)[1] in QWERTY_NEIGHBOURS  # a lower-case key of the table
+
+
+def test_qwerty_keeps_upper_case():
+    assert keyboard_neighbours("Q") == "WAS" and keyboard_neighbours("5") == ""
+    variant = QwertySubstitution()("XXX", random.Random(0))
+    assert substitution("XXX", variant)[1] in "SDZC"
+
+
+def test_failed_generator_contributes_the_original_query():
+    # every eligible character is a digit: QWERTY fails, the others edit; the failure is recorded
+    result = generate_variations({"q": "2024 1999"}, "mispelling", 5, dataset="toy")
+    assert result.provenance["failures_per_generator"] == {"qwerty_substitution": 1}
+    runs = [generate_variations({"q": "2024 1999"}, "mispelling", s, dataset="toy") for s in range(40)]
+    chosen_failed = [r.variations["q"] for r in runs if r.variations["q"].generator == "qwerty_substitution"]
+    assert chosen_failed and all(not v.changed and v.text == "2024 1999" for v in chosen_failed)
+
+
+def test_long_queries_change_a_tenth_of_their_words():
+    words = [f"word{i:03d}" for i in range(25)]  # 25 distinct eligible words: 2 steps
+    text = " ".join(words)
+    for seed in SEEDS:
+        diff = changed_words(text, RandomCharacterSubstitution()(text, random.Random(seed)))
+        assert 1 <= len(diff) <= 2  # a later step may re-edit the same word
+
+
+def test_500_word_query_is_handled():
+    text = " ".join(f"term{i}" for i in range(500))
+    diff = changed_words(text, RandomCharacterDeletion()(text, random.Random(7)))
+    assert 40 <= len(diff) <= 50  # n_swap = 50, re-edits allowed
+
+
+def test_non_ascii_text_is_edited_with_ascii_letters():
+    text = "naïve café résumé über"
+    for seed in SEEDS:
+        diff = changed_words(text, RandomCharacterInsertion()(text, random.Random(seed)))
+        assert len(diff) == 1
+        old, new = diff[0]
+        assert new[inserted_at(old, new)] in string.ascii_letters
+    with pytest.raises(GeneratorFailure):  # accented letters have no keyboard neighbours
+        QwertySubstitution()("éèà", random.Random(0))
+
+
+def test_reordering_swaps_two_words_and_keeps_the_multiset():
+    for seed in SEEDS:
+        for text in QUERIES.values():
+            variant = WordInnerSwap()(text, random.Random(seed))
+            before, after = [w.text for w in query_words(text)], [w.text for w in query_words(variant)]
+            assert Counter(before) == Counter(after)
+            positions = [i for i, (a, b) in enumerate(zip(before, after)) if a != b]
+            assert len(positions) == 2 and before[positions[0]] == after[positions[1]]
+
+
+def test_reordering_leaves_one_word_queries_and_identical_words_unchanged():
+    assert WordInnerSwap()("insulin?", random.Random(0)) == "insulin?"
+    assert WordInnerSwap()("go go", random.Random(0)) == "go go"
+
+
+def test_naturalizing_removes_stopwords_and_lower_cases():
+    assert StopwordRemoval()("What is the role of p53 in Cancer?", random.Random(0)) == "role p53 cancer?"
+    result = generate_variations({"a": "What is the", "b": "Is p53 a gene"}, "naturality", 1999, dataset="toy")
+    assert result.queries == {"a": "", "b": "p53 gene"}
+    assert result.provenance["n_empty"] == 1 and result.unchanged_fraction == 0.0
+
+
+def test_naturalizing_does_not_depend_on_the_seed():
+    runs = {s: generate_variations(QUERIES, "naturality", s, dataset="toy").queries for s in SEEDS}
+    assert all(r == runs[1999] for r in runs.values())
+
+
+def test_stopwords_only_query_is_left_unchanged_by_word_edits():
+    result = generate_variations({"q": "what is the of and"}, "mispelling", 1999, dataset="toy")
+    assert not result.variations["q"].changed and result.unchanged_fraction == 1.0
+
+
+def test_empty_query_is_rejected_with_its_id():
+    with pytest.raises(ValueError, match="query 'q7' is empty"):
+        generate_variations({"q1": "fine", "q7": "   "}, "ordering", 5, dataset="toy")
+
+
+def test_same_seed_same_output_and_different_seeds_differ():
+    for family in ("mispelling", "ordering"):
+        first = generate_variations(QUERIES, family, 1999, dataset="toy").queries
+        assert generate_variations(QUERIES, family, 1999, dataset="toy").queries == first
+        assert generate_variations(QUERIES, family, 2026, dataset="toy").queries != first
+
+
+def test_query_rng_scope_makes_a_variant_independent_of_other_queries():
+    full = generate_variations(QUERIES, "mispelling", 27, dataset="toy", rng_scope="query")
+    alone = generate_variations({"q4": QUERIES["q4"]}, "mispelling", 27, dataset="toy", rng_scope="query")
+    assert alone.variations["q4"] == full.variations["q4"]
+    assert query_rng(27, "toy", "q4").random() == query_rng(27, "toy", "q4").random()
+    assert query_rng(27, "toy", "q4").random() != query_rng(27, "other", "q4").random()
+    # the study's stream: dropping the first query shifts the draws of the others
+    stream = generate_variations(QUERIES, "mispelling", 27, dataset="toy").queries
+    shifted = generate_variations(dict(list(QUERIES.items())[1:]), "mispelling", 27, dataset="toy").queries
+    assert any(shifted[q] != stream[q] for q in shifted)
+    with pytest.raises(ValueError, match="rng_scope"):
+        generate_variations(QUERIES, "ordering", 5, dataset="toy", rng_scope="global")
+
+
+def test_family_names_resolve():
+    assert resolve_family("Misspelling") == resolve_family("mispelling") == "mispelling"
+    assert resolve_family("naturalizing") == "naturality"
+    with pytest.raises(ValueError, match="choose one of mispelling, ordering"):
+        resolve_family("typos")
+
+
+def test_stopword_list_is_the_frozen_179_word_list():
+    assert len(ENGLISH_STOPWORDS) == 179 == len(set(ENGLISH_STOPWORDS))
+    assert all(w == w.lower() for w in ENGLISH_STOPWORDS)
+    assert {"i", "ain", "mightn't", "should've"} <= ENGLISH_STOPWORD_SET
+    assert not {"he'd", "i'm", "they're"} & ENGLISH_STOPWORD_SET
+
+
+def test_variation_set_round_trip_and_provenance(tmp_path):
+    result = generate_variations(QUERIES, "mispelling", 2016, dataset="toy", split="dev")
+    path = tmp_path / "variants.jsonl"
+    sidecar = result.save(path)
+    lines = [json.loads(line) for line in path.read_text().splitlines()]
+    assert [line["_id"] for line in lines] == list(QUERIES)
+    assert set(lines[0]) == {"_id", "text", "original", "generator", "changed"}
+    provenance = json.loads(sidecar.read_text())
+    assert provenance["family"] == "mispelling" and provenance["seed"] == 2016
+    assert provenance["split"] == "dev" and provenance["rng_scope"] == "stream"
+    assert provenance["robustir_version"] and len(provenance["generators"]) == 6
+    assert sum(provenance["chosen_per_generator"].values()) == len(QUERIES)
+    loaded = VariationSet.load(path)
+    assert loaded.variations == result.variations and loaded.provenance == provenance
+
+
+def test_malformed_variant_file_names_line_and_field(tmp_path):
+    path = tmp_path / "bad.jsonl"
+    path.write_text('{"_id": "q1", "text": "a", "original": "a", "generator": "g", "changed": false}\n'
+                    '{"_id": "q2", "text": "b", "original": "b", "changed": false}\n')
+    with pytest.raises(ValueError, match=r"bad.jsonl:2: field 'generator'"):
+        VariationSet.load(path)
+    path.write_text("{not json\n")
+    with pytest.raises(ValueError, match=r"bad.jsonl:1: not valid JSON"):
+        VariationSet.load(path)
+
+
+def test_paraphrasing_is_unavailable_offline_with_a_reason():
+    import os
+
+    from robustir.perturb import family_status
+
+    if os.environ.get("HF_HUB_OFFLINE") != "1":
+        pytest.skip("checks the offline behaviour (HF_HUB_OFFLINE=1)")
+    status = family_status("paraphrase")
+    assert not status.available
+    assert "facebook/m2m100_418M" in status.reason and "model hub" in status.reason
+    with pytest.raises(FamilyUnavailable, match="paraphrase"):
+        generate_variations(QUERIES, "paraphrase", 5, dataset="toy")
