@@ -37,26 +37,32 @@ log = logging.getLogger(__name__)
 class NestedInterceptData:
     """Sufficient statistics of a nested random-intercept model.
 
+    ``w_q`` depends on a group only through its size, so the outer-level totals
+    ``T_d = sum_q w_q S_q`` are sums over (outer group, size) pairs of pre-summed ``S_q``; one
+    evaluation of the criterion then never touches the individual groups.
+
     Attributes:
         n_obs: Number of observations.
         n_fixed: Number of fixed-effect columns ``p``.
         cross_product: ``[X y]' [X y]``, shape (p + 1, p + 1).
-        inner_sums: Per inner group column sums of ``[X y]``, shape (groups, p + 1).
-        inner_sizes: Observations per inner group.
         size_values: Distinct inner-group sizes.
         size_counts: Number of inner groups of each distinct size.
         size_cross_products: For each distinct size, ``sum S_q S_q'`` over groups of that size.
-        outer_membership: Sparse (outer groups x inner groups) 0/1 matrix, or None for one level.
+        pair_sums: ``sum S_q`` per (outer group, size) pair, shape (pairs, p + 1).
+        pair_size: Size index of each pair.
+        pair_counts: Number of inner groups in each pair.
+        outer_membership: Sparse (outer groups x pairs) 0/1 matrix, or None for one level.
     """
 
     n_obs: int
     n_fixed: int
     cross_product: np.ndarray
-    inner_sums: np.ndarray
-    inner_sizes: np.ndarray
     size_values: np.ndarray
     size_counts: np.ndarray
     size_cross_products: np.ndarray
+    pair_sums: np.ndarray | None
+    pair_size: np.ndarray | None
+    pair_counts: np.ndarray | None
     outer_membership: scipy.sparse.csr_matrix | None
 
 
@@ -78,7 +84,6 @@ def sufficient_statistics(
     """
     n_cells, p = cell_design.shape
     n_inner = int(inner_of_row.max()) + 1
-    rows = np.arange(len(response))
     cell_counts = np.bincount(cell_of_row, minlength=n_cells).astype(float)
     cell_response = np.bincount(cell_of_row, weights=response, minlength=n_cells)
     cross = np.empty((p + 1, p + 1))
@@ -86,7 +91,7 @@ def sufficient_statistics(
     cross[:p, p] = cross[p, :p] = cell_design.T @ cell_response
     cross[p, p] = float(response @ response)
     counts = scipy.sparse.csr_matrix(
-        (np.ones(len(rows)), (inner_of_row, cell_of_row)), shape=(n_inner, n_cells)
+        (np.ones(len(response)), (inner_of_row, cell_of_row)), shape=(n_inner, n_cells)
     )
     sums = np.empty((n_inner, p + 1))
     sums[:, :p] = counts @ cell_design
@@ -95,17 +100,28 @@ def sufficient_statistics(
     size_values, size_index, size_counts = np.unique(
         sizes, return_inverse=True, return_counts=True
     )
-    size_cross = np.stack(
-        [sums[size_index == k].T @ sums[size_index == k] for k in range(len(size_values))]
-    )
-    membership = None
-    if outer_of_inner is not None:
-        n_outer = int(outer_of_inner.max()) + 1
-        membership = scipy.sparse.csr_matrix(
-            (np.ones(n_inner), (outer_of_inner, np.arange(n_inner))), shape=(n_outer, n_inner)
+    size_cross = np.empty((len(size_values), p + 1, p + 1))
+    for k in range(len(size_values)):
+        block = sums[size_index == k]
+        size_cross[k] = block.T @ block
+    if outer_of_inner is None:
+        return NestedInterceptData(
+            len(response), p, cross, size_values, size_counts, size_cross, None, None, None, None
         )
+    n_sizes = len(size_values)
+    pairs, pair_of_inner = np.unique(
+        outer_of_inner * n_sizes + size_index, return_inverse=True
+    )
+    pair_sums = np.zeros((len(pairs), p + 1))
+    np.add.at(pair_sums, pair_of_inner, sums)
+    n_outer = int(outer_of_inner.max()) + 1
+    membership = scipy.sparse.csr_matrix(
+        (np.ones(len(pairs)), (pairs // n_sizes, np.arange(len(pairs)))),
+        shape=(n_outer, len(pairs)),
+    )
     return NestedInterceptData(
-        len(response), p, cross, sums, sizes, size_values, size_counts, size_cross, membership
+        len(response), p, cross, size_values, size_counts, size_cross, pair_sums,
+        pairs % n_sizes, np.bincount(pair_of_inner).astype(float), membership,
     )
 
 
@@ -116,20 +132,27 @@ class ProfiledSolution:
     deviance: float
     coefficients: np.ndarray
     sigma2: float
-    unscaled_covariance: np.ndarray
+    unscaled_covariance: np.ndarray | None
 
 
-def profiled_solution(data: NestedInterceptData, theta: np.ndarray, reml: bool) -> ProfiledSolution:
-    """Profile out ``beta`` and ``s2`` at ``theta = (t_inner[, t_outer])``; see the module doc."""
+def profiled_solution(
+    data: NestedInterceptData, theta: np.ndarray, reml: bool, with_covariance: bool = False
+) -> ProfiledSolution:
+    """Profile out ``beta`` and ``s2`` at ``theta = (t_inner[, t_outer])``; see the module doc.
+
+    ``with_covariance`` adds ``(X' H^-1 X)^-1`` (skipped inside the optimizer's loop).
+    """
     p, n = data.n_fixed, data.n_obs
     t2 = float(theta[0]) ** 2
     c = t2 / (1.0 + data.size_values * t2)
     quad = data.cross_product - np.tensordot(c, data.size_cross_products, axes=1)
     log_det_h = float(data.size_counts @ np.log1p(data.size_values * t2))
     if data.outer_membership is not None:
-        w = 1.0 / (1.0 + data.inner_sizes * t2)
-        totals = data.outer_membership @ (w[:, None] * data.inner_sums)
-        weight_sums = data.outer_membership @ (data.inner_sizes * w)
+        w = (1.0 / (1.0 + data.size_values * t2))[data.pair_size]
+        totals = data.outer_membership @ (w[:, None] * data.pair_sums)
+        weight_sums = data.outer_membership @ (
+            data.pair_counts * data.size_values[data.pair_size] * w
+        )
         o2 = float(theta[1]) ** 2
         a = o2 / (1.0 + o2 * weight_sums)
         quad = quad - totals.T @ (a[:, None] * totals)
@@ -142,7 +165,7 @@ def profiled_solution(data: NestedInterceptData, theta: np.ndarray, reml: bool) 
     deviance = log_det_h + dof * (1.0 + np.log(2.0 * np.pi * rss / dof))
     if reml:
         deviance += 2.0 * float(np.sum(np.log(np.diag(factor[0]))))
-    unscaled = scipy.linalg.cho_solve(factor, np.eye(p))
+    unscaled = scipy.linalg.cho_solve(factor, np.eye(p)) if with_covariance else None
     return ProfiledSolution(float(deviance), beta, rss / dof, unscaled)
 
 
@@ -193,4 +216,5 @@ def fit_nested(data: NestedInterceptData, reml: bool) -> NestedFit:
     result = candidates[best]
     log.info("nested REML: criteria %s, kept %s", deviances, best)
     theta = np.abs(np.asarray(result.x, dtype=float))
-    return NestedFit(theta, profiled_solution(data, theta, reml), best, bool(result.success), deviances)
+    solution = profiled_solution(data, theta, reml, with_covariance=True)
+    return NestedFit(theta, solution, best, bool(result.success), deviances)

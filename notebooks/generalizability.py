@@ -1,0 +1,299 @@
+# ---
+# jupyter:
+#   jupytext:
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#   kernelspec:
+#     display_name: Python 3 (ipykernel)
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # Generalizability: which systems win once datasets are a random effect?
+#
+# The study's first research question asks how well each retriever generalizes across tasks,
+# corpora and query types (protocol §3). Raw averages over datasets mix two things: how good a
+# system is, and which datasets happen to be in the pool. A **linear mixed model** separates them:
+# each dataset gets its own random intercept (some datasets are simply harder for everyone), and
+# the systems' fixed effects are what remains. The **estimated marginal means** (EMMs) of the
+# systems, averaged with equal weights over the levels of a factor such as task type, are the
+# study's headline numbers (protocol §3.5).
+#
+# This chapter fits these models with `robustir.stats.mixed.fit_mixed` (checked against R's
+# lme4 and emmeans to 1e-4 in `tests/test_mixed.py`) on
+#
+# 1. the study's **published** per-dataset nDCG@10 of 9 systems on 27 datasets, with the task-type
+#    and corpus-type factors of protocol §3.1 (`robustir.stats.factors`);
+# 2. **our own** query-level nDCG@10 from the results store, with queries nested in datasets.
+#
+# Learning outcomes: read a mixed-model formula; tell a marginal mean from a raw mean; test a
+# family contrast such as the "specialization tax" of reasoning-tuned retrievers.
+
+# %% tags=["parameters"]
+reference_dir = None  # folder with li2026_per_dataset_ndcg10.csv; None: ../shared/reference from the repo root
+results_dir = "results"  # results-store root (relative paths: from the current folder, then the repo root)
+experiment = "evaluate"  # results-store experiment holding clean query-level scores
+variant = "clean"  # results-store variant
+measure = "nDCG@10"  # measure of per_query.csv used as the response
+classify_query_types = True  # try to load the NF-CATS classifier (needs the model hub)
+
+# %%
+import logging
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import seaborn as sns
+from myst_nb import glue
+
+from robustir.results import ResultStore
+from robustir.stats.factors import (
+    CORPUS_TYPE_REFERENCE,
+    MODEL_REFERENCE,
+    TASK_TYPE_REFERENCE,
+    QueryTypeClassifierUnavailable,
+    dataset_factor,
+    query_type_classifier,
+)
+from robustir.stats.mixed import fit_mixed
+
+logging.basicConfig(level=logging.WARNING)
+sns.set_theme(style="whitegrid", palette="colorblind")
+
+FAMILIES = {
+    "reasoning-tuned": ["reasonir", "diver", "bge_reasoner"],
+    "general instruction-tuned": ["qwen3", "linq", "gte"],
+    "encoder-only": ["contriever", "bge_m3"],
+    "lexical": ["bm25"],
+}
+FAMILY_OF = {system: family for family, systems in FAMILIES.items() for system in systems}
+FAMILY_COLOURS = dict(zip(FAMILIES, sns.color_palette("colorblind", len(FAMILIES))))
+
+
+def resolve(path, default_from_repo):
+    """Find a folder given relative to the current folder or the repository root."""
+    here = Path.cwd().resolve()
+    repo = next((p for p in [here, *here.parents] if (p / "pyproject.toml").exists()), here)
+    if path is None:
+        return (repo / default_from_repo).resolve()
+    path = Path(path)
+    for candidate in (path, repo / path):
+        if candidate.exists():
+            return candidate.resolve()
+    return path
+
+
+# %% [markdown]
+# ## 1. The published table: 9 systems × 27 datasets
+#
+# The study's per-dataset nDCG@10 (×100 in the file, rescaled here to the [0, 1] scale of its
+# mixed models) gives one score per system and dataset. Each dataset also carries a task type
+# and a corpus type (protocol §3.1).
+
+# %%
+reference_path = resolve(reference_dir, "../shared/reference") / "li2026_per_dataset_ndcg10.csv"
+published = pd.read_csv(reference_path)
+systems = [c for c in published.columns if c not in ("dataset", "n_queries")]
+scores = published.melt(
+    id_vars=["dataset", "n_queries"], value_vars=systems, var_name="Model", value_name="ndcg"
+)
+scores["ndcg"] = scores["ndcg"] / 100.0
+scores["task_type"] = dataset_factor(scores["dataset"], "task_type").astype(str)
+scores["corpus_type"] = dataset_factor(scores["dataset"], "corpus_type").astype(str)
+scores.head()
+
+# %% [markdown]
+# Three models, all fitted by REML with `contriever` as the reference system (as the study):
+#
+# * **Dataset only:** `ndcg ~ Model + (1 | dataset)`. A system's EMM is its mean over the 27
+#   datasets; the random intercept soaks up dataset difficulty, which tightens the comparisons
+#   between systems.
+# * **Task type:** `ndcg ~ Model * task_type + (1 | dataset)`; the system EMM now weighs the 11
+#   task types equally, whatever their number of datasets.
+# * **Corpus type:** `ndcg ~ Model * corpus_type + (1 | dataset)`, equal weights over 5 corpora.
+
+# %%
+specifications = {
+    "dataset only": ("ndcg ~ Model + (1 | dataset)", {}),
+    "task type": ("ndcg ~ Model * task_type + (1 | dataset)", {"task_type": TASK_TYPE_REFERENCE}),
+    "corpus type": (
+        "ndcg ~ Model * corpus_type + (1 | dataset)", {"corpus_type": CORPUS_TYPE_REFERENCE}
+    ),
+}
+fits = {
+    name: fit_mixed(scores, formula, reference={"Model": MODEL_REFERENCE, **reference})
+    for name, (formula, reference) in specifications.items()
+}
+variance = pd.concat(
+    {name: fit.variance_components.set_index("group")["std_dev"] for name, fit in fits.items()},
+    axis=1,
+)
+variance
+
+# %%
+emms = pd.concat(
+    [fit.marginal_means("Model").assign(fit=name) for name, fit in fits.items()],
+    ignore_index=True,
+)
+emms["family"] = emms["Model"].map(FAMILY_OF)
+order = (
+    emms[emms.fit == "dataset only"].sort_values("marginal_mean", ascending=False)["Model"].tolist()
+)
+emms.pivot(index="Model", columns="fit", values="marginal_mean").loc[order].round(3)
+
+# %%
+joint = pd.concat({name: fit.joint_tests() for name, fit in fits.items()}, names=["fit"])
+joint.round(4)
+
+# %%
+fig, axes = plt.subplots(1, len(fits), figsize=(11, 4), sharey=True, sharex=True)
+for ax, (name, table) in zip(axes, emms.groupby("fit", sort=False)):
+    table = table.set_index("Model").loc[order[::-1]]
+    positions = np.arange(len(table))
+    ax.hlines(positions, table.ci_lower, table.ci_upper, colors=table.family.map(FAMILY_COLOURS))
+    ax.scatter(table.marginal_mean, positions, c=table.family.map(FAMILY_COLOURS).tolist(), zorder=3)
+    ax.set_yticks(positions, table.index)
+    ax.set_title(name)
+    ax.set_xlabel("marginal mean nDCG@10 (95% CI)")
+handles = [plt.Line2D([], [], marker="o", color=c, ls="", label=f) for f, c in FAMILY_COLOURS.items()]
+fig.legend(handles=handles, loc="lower center", ncol=4, frameon=False)
+fig.tight_layout(rect=(0, 0.08, 1, 1))
+
+# %% [markdown]
+# ## 2. The "specialization tax"
+#
+# The paper's abstract says that reasoning-tuned retrievers (ReasonIR, DIVER, ReasonEmbed) pay a
+# *specialization tax*: they generalize worse than general instruction-tuned LLM retrievers
+# (Qwen3, Linq, GTE). The matching test is a **family contrast** between EMMs: the mean EMM of
+# one family minus that of another, with Holm-adjusted p-values over the three comparisons.
+
+# %%
+def family_weights(first, second):
+    weights = {s: 1.0 / len(FAMILIES[first]) for s in FAMILIES[first]}
+    weights.update({s: -1.0 / len(FAMILIES[second]) for s in FAMILIES[second]})
+    return weights
+
+
+family_contrasts = {
+    "reasoning − general": family_weights("reasoning-tuned", "general instruction-tuned"),
+    "reasoning − encoder-only": family_weights("reasoning-tuned", "encoder-only"),
+    "general − encoder-only": family_weights("general instruction-tuned", "encoder-only"),
+}
+tax = pd.concat(
+    {name: fit.contrasts("Model", family_contrasts, adjust="holm") for name, fit in fits.items()},
+    names=["fit"],
+).reset_index(level=0)
+tax.round(4)
+
+# %%
+best = emms[emms.fit == "dataset only"].sort_values("marginal_mean").iloc[-1]
+glue("best_system", best["Model"], display=False)
+glue("best_system_emm", float(best["marginal_mean"]), display=False)
+for name in fits:
+    key = name.replace(" ", "_")
+    row = tax[(tax.fit == name) & (tax.contrast == "reasoning − general")].iloc[0]
+    glue(f"tax_{key}", float(row["estimate"]), display=False)
+    glue(f"tax_{key}_p", float(row["p_value"]), display=False)
+    row = tax[(tax.fit == name) & (tax.contrast == "general − encoder-only")].iloc[0]
+    glue(f"llm_gain_{key}", float(row["estimate"]), display=False)
+glue("dataset_sd", float(variance.loc["dataset", "dataset only"]), display=False)
+glue("residual_sd", float(variance.loc["Residual", "dataset only"]), display=False)
+
+# %% [markdown]
+# **Reading.** With datasets as a random effect, {glue:text}`best_system` has the highest
+# marginal mean nDCG@10 ({glue:text}`best_system_emm:.3f`). Datasets differ a lot: the
+# between-dataset standard deviation is {glue:text}`dataset_sd:.3f`, against a residual
+# (system × dataset) standard deviation of {glue:text}`residual_sd:.3f`, which is why raw means
+# over different dataset pools are hard to compare. The reasoning-tuned family scores
+# {glue:text}`tax_dataset_only:.3f` nDCG@10 relative to the general instruction-tuned family
+# (Holm p = {glue:text}`tax_dataset_only_p:.2g`); weighting task types equally the difference is
+# {glue:text}`tax_task_type:.3f` (p = {glue:text}`tax_task_type_p:.2g`), and weighting corpus
+# types equally {glue:text}`tax_corpus_type:.3f` (p = {glue:text}`tax_corpus_type_p:.2g`). A
+# negative difference is the specialization tax. General instruction-tuned systems lead the
+# encoder-only baselines by {glue:text}`llm_gain_dataset_only:.3f`. These are 27 dataset-level
+# scores, not the study's 42,524 queries, so the intervals are wider than those of the paper's
+# query-level models.
+
+# %% [markdown]
+# ## 3. Query type (NF-CATS)
+#
+# The study's query-type factor labels every query with the NF-CATS classifier
+# (`Lurunchik/nf-cats`, protocol §3.2). The book loads it by id when the model hub (or a local
+# copy) is available.
+
+# %%
+query_type_status = "not attempted"
+if classify_query_types:
+    try:
+        classify = query_type_classifier()
+        query_type_status = "available"
+    except QueryTypeClassifierUnavailable as error:
+        query_type_status = "unavailable"
+        logging.getLogger("generalizability").warning("%s", error)
+glue("query_type_status", query_type_status, display=False)
+print(f"NF-CATS query-type classifier: {query_type_status}")
+
+# %% [markdown]
+# The query-type factor is {glue:text}`query_type_status` in this build. Without it, the
+# query-level model below uses system and dataset only; the study's Analysis 1
+# (`ndcg_10 ~ Model * query_type + (1 | dataset_name/query_id)`) runs unchanged once labels exist
+# (`benchmarks/mixed_model_fit.py` fits it at the study's scale of 382,716 rows).
+
+# %% [markdown]
+# ## 4. Our own query-level results
+#
+# The evaluation notebooks store one nDCG@10 per query in the results store. Queries are nested
+# in datasets, so the model is `ndcg_10 ~ Model + (1 | dataset_name/query_id)`: a random
+# intercept per dataset and one per query within its dataset (protocol §3.4), and the system
+# EMMs compare systems on the same queries.
+
+# %%
+store = ResultStore(resolve(results_dir, "results"))
+per_query = store.read_per_query(experiment, variant=variant, measures=[measure])
+own = (
+    per_query.groupby(["model", "dataset", "query_id"], as_index=False)["value"].mean()
+    .rename(columns={"model": "Model", "dataset": "dataset_name", "value": "ndcg_10"})
+)
+own["query_id"] = own["dataset_name"] + "__" + own["query_id"]
+n_models, n_datasets = own["Model"].nunique(), own["dataset_name"].nunique()
+glue("own_models", n_models, display=False)
+glue("own_datasets", n_datasets, display=False)
+print(f"{len(own)} query scores, {n_models} systems, {n_datasets} datasets")
+
+# %%
+own_fit = None
+if n_models >= 2 and n_datasets >= 2:
+    reference = {"Model": MODEL_REFERENCE} if MODEL_REFERENCE in set(own["Model"]) else {}
+    own_fit = fit_mixed(own, "ndcg_10 ~ Model + (1 | dataset_name/query_id)", reference=reference)
+    own_emms = own_fit.marginal_means("Model")
+    display(own_fit.variance_components)
+    display(own_fit.contrasts("Model", adjust="tukey").round(4))
+    fig, ax = plt.subplots(figsize=(5, 0.5 + 0.4 * len(own_emms)))
+    ax.errorbar(
+        own_emms.marginal_mean, own_emms.Model,
+        xerr=[own_emms.marginal_mean - own_emms.ci_lower, own_emms.ci_upper - own_emms.marginal_mean],
+        fmt="o",
+    )
+    ax.set_xlabel("marginal mean nDCG@10 (95% CI)")
+    glue("own_best", own_emms.sort_values("marginal_mean").iloc[-1]["Model"], display=False)
+else:
+    glue("own_best", "none (fewer than two systems or datasets)", display=False)
+    print(
+        f"Skipping the query-level fit: the results store {store.root} has {n_models} system(s) "
+        f"and {n_datasets} dataset(s) for experiment {experiment!r}, variant {variant!r}; a "
+        "mixed model with datasets as a random effect needs at least two of each."
+    )
+
+# %% [markdown]
+# **Reading.** Our store holds {glue:text}`own_models` system(s) on {glue:text}`own_datasets`
+# dataset(s); the system with the highest marginal mean is {glue:text}`own_best`. With two
+# datasets the dataset variance is barely identified, so the EMM intervals mostly reflect the
+# between-query spread; the pairwise Tukey contrasts, which compare systems on the same queries,
+# are the informative part.
+
+# %%
+# NBVAL_CHECK_OUTPUT
+print(emms[emms.fit == "dataset only"].set_index("Model")["marginal_mean"].round(4).to_string())
