@@ -1,0 +1,128 @@
+"""The synonymizing family: WordNet swap, sentence-similarity windows, embedding-neighbour swap."""
+
+from __future__ import annotations
+
+import random
+
+import numpy as np
+import pytest
+
+from robustir.perturb import query_words
+from robustir.perturb.augment import Candidate
+from robustir.perturb.stopwords import ENGLISH_STOPWORD_SET
+from robustir.perturb.synonyms import (
+    EmbeddingNeighbourSwap,
+    SentenceSimilarity,
+    WordEmbedding,
+    WordNetSwap,
+    check_wordnet,
+    restore_case,
+    text_window,
+    wordnet_synonyms,
+)
+from robustir.perturb.family import FamilyUnavailable
+
+
+@pytest.fixture(scope="module")
+def wordnet():
+    try:
+        check_wordnet()
+    except FamilyUnavailable as error:
+        pytest.skip(error.reason)
+
+
+def character_trigram_encoder(texts):
+    """A small, real sentence encoder: unit-norm counts of hashed character trigrams."""
+    vectors = np.zeros((len(texts), 512), dtype=np.float32)
+    for row, text in enumerate(texts):
+        padded = f"  {text.lower()} "
+        for i in range(len(padded) - 2):
+            vectors[row, sum(map(ord, padded[i : i + 3])) % 512] += 1
+    return vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
+
+
+def test_wordnet_synonyms_match_the_documented_example(wordnet):
+    # environment.md §8.1: the lemmas of "car"; multi-word ones and the word itself are excluded
+    assert wordnet_synonyms("car") == ("auto", "automobile", "gondola", "machine", "motorcar", "railcar")
+
+
+def test_wordnet_swap_replaces_one_non_stopword_by_a_wordnet_synonym(wordnet):
+    text = "the car is very fast"
+    seen = set()
+    for seed in range(12):
+        variant = WordNetSwap(None)(text, random.Random(seed))
+        before, after = [w.text for w in query_words(text)], [w.text for w in query_words(variant)]
+        diff = [(a, b) for a, b in zip(before, after) if a != b]
+        assert len(diff) == 1
+        old, new = diff[0]
+        assert old not in ENGLISH_STOPWORD_SET and new in wordnet_synonyms(old)
+        seen.add(old)
+    assert seen == {"car", "fast"}  # both eligible words get drawn over seeds
+
+
+def test_text_window_is_15_words_centred_and_clamped():
+    text = " ".join(f"w{i}" for i in range(20))
+    words = query_words(text)
+
+    def window(index):
+        return [w.text for w in query_words(text_window(words, text, index, 15))]
+
+    assert window(0) == [f"w{i}" for i in range(0, 15)]
+    assert window(10) == [f"w{i}" for i in range(3, 18)]
+    assert window(19) == [f"w{i}" for i in range(5, 20)]
+    assert len(window(7)) == 15
+
+
+def test_sentence_similarity_is_skipped_below_15_words_and_applied_from_15():
+    reject_all = SentenceSimilarity(character_trigram_encoder, threshold=1.01)
+    short = "alpha beta gamma"
+    assert reject_all(short, [Candidate("alpha beta delta", (2,))]) == [True]
+    long = " ".join(["alpha", "beta", "gamma", "delta", "epsilon"] * 3)  # 15 words
+    swapped = long.replace("gamma", "kappa", 1)
+    assert reject_all(long, [Candidate(swapped, (2,))]) == [False]
+    keep_similar = SentenceSimilarity(character_trigram_encoder, threshold=0.7)
+    assert keep_similar(long, [Candidate(swapped, (2,)), Candidate("zz " * 14 + "zz", (2,))]) == [True, False]
+
+
+def test_wordnet_swap_under_a_rejecting_constraint_keeps_long_queries(wordnet):
+    long = "the car " + " ".join(["engine"] * 14)
+    assert WordNetSwap(SentenceSimilarity(character_trigram_encoder, threshold=1.01))(long, random.Random(0)) == long
+    short = "the car engine"
+    assert WordNetSwap(SentenceSimilarity(character_trigram_encoder, threshold=1.01))(short, random.Random(0)) != short
+
+
+def toy_embedding():
+    vectors = np.array([[1.0, 0.0], [0.9, np.sqrt(1 - 0.81)], [0.5, np.sqrt(0.75)], [0.0, 1.0]], dtype=np.float32)
+    return WordEmbedding(("car", "auto", "cat", "the"), vectors, "hand-made 2-d vectors")
+
+
+def test_embedding_swap_keeps_neighbours_above_the_cosine_threshold_and_restores_case():
+    embedding = toy_embedding()
+    assert [w for w, _ in embedding.neighbours("car", 2)] == ["auto", "cat"]
+    assert embedding.neighbours("car", 2)[0][1] == pytest.approx(0.9, abs=1e-6)
+    swap = EmbeddingNeighbourSwap(embedding, max_candidates=3, min_cos_sim=0.8)
+    assert {swap("Car the", random.Random(s)) for s in range(10)} == {"Auto the"}
+    assert EmbeddingNeighbourSwap(embedding, min_cos_sim=0.95)("car", random.Random(0)) == "car"
+    assert swap("bus", random.Random(0)) == "bus"  # unknown word: no candidate
+    assert restore_case("auto", "CAR") == "AUTO" and restore_case("auto", "car") == "auto"
+
+
+def test_minilm_word_embedding_and_synonym_family(wordnet):
+    from robustir.encode import Encoder
+    from robustir.models import get_model_spec
+    from robustir.perturb import build_family, generate_variations
+
+    encoder = Encoder(get_model_spec("minilm"), progress=False)
+    family = build_family("synonym", encoder=encoder)
+    embedding = family.generators[0].embedding
+    assert "cancer" in embedding.words and not any(w.startswith("##") for w in embedding.words)
+    neighbours = dict(embedding.neighbours("cancer", 15))
+    assert neighbours["cancers"] >= 0.8 > neighbours["tumor"]
+    assert "deviation" in family.parameters["sentence_encoder"]
+    queries = {"a": "aspirin lowers stroke risk", "b": "protein folding in cells"}
+    variants = generate_variations(queries, family, 5, dataset="toy")
+    assert [g.name for g in family.generators] == ["embedding_swap", "wordnet_swap"]
+    for v in variants.variations.values():
+        if v.changed and v.generator == "wordnet_swap":
+            old, new = [(a.text, b.text) for a, b in zip(query_words(v.original), query_words(v.text)) if a.text != b.text][0]
+            assert new in wordnet_synonyms(old)
