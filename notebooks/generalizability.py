@@ -148,7 +148,7 @@ emms.pivot(index="Model", columns="fit", values="marginal_mean").loc[order].roun
 joint = pd.concat({name: fit.joint_tests() for name, fit in fits.items()}, names=["fit"])
 joint.round(4)
 
-# %%
+# %% tags=["hide-input"]
 fig, axes = plt.subplots(1, len(fits), figsize=(11, 4), sharey=True, sharex=True)
 for ax, (name, table) in zip(axes, emms.groupby("fit", sort=False)):
     table = table.set_index("Model").loc[order[::-1]]

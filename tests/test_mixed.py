@@ -68,6 +68,7 @@ def test_balanced_one_way_matches_anova_estimators():
     assert fit.fixed_effects["std_error"].iloc[0] == pytest.approx(np.sqrt(msb / (groups * n)), rel=1e-6)
 
 
+@pytest.mark.filterwarnings("ignore::statsmodels.tools.sm_exceptions.ConvergenceWarning")
 def test_nested_fit_matches_statsmodels_mixedlm():
     """The specialised estimator reaches statsmodels' optimum on the protocol §3.7 mapping."""
     from statsmodels.regression.mixed_linear_model import MixedLM
@@ -90,6 +91,16 @@ def test_nested_fit_matches_statsmodels_mixedlm():
     assert components["dataset_name"] == pytest.approx(float(reference.cov_re.iloc[0, 0]), abs=1e-4)
     assert components["query_id:dataset_name"] == pytest.approx(float(reference.vcomp[0]), abs=1e-4)
     assert components["Residual"] == pytest.approx(reference.scale, abs=1e-4)
+
+
+def test_unique_query_ids_make_crossed_and_nested_forms_the_same_model():
+    """Protocol §3.4: with ids unique across datasets, (1|d) + (1|q) equals (1|d/q)."""
+    table = study_table()
+    nested = fit_mixed(table, STUDY_FORMULA)
+    crossed = fit_mixed(table, "ndcg_10 ~ Model * query_type + (1 | dataset_name) + (1 | query_id)")
+    assert crossed.method == "nested-intercept profiled REML"
+    assert crossed.log_likelihood == pytest.approx(nested.log_likelihood, abs=1e-9)
+    np.testing.assert_allclose(crossed.coefficients, nested.coefficients, atol=1e-10)
 
 
 def test_marginal_means_are_equal_weight_averages_of_cells():
@@ -162,14 +173,12 @@ def test_unknown_reference_level_and_spec_are_rejected():
 
 
 def test_factor_maps_cover_the_27_study_datasets():
-    published = pd.read_csv(
-        Path(__file__).resolve().parents[2] / "shared" / "reference" / "li2026_per_dataset_ndcg10.csv"
-    ) if (Path(__file__).resolve().parents[2] / "shared" / "reference").exists() else None
+    published = Path(__file__).resolve().parents[2] / "shared/reference/li2026_per_dataset_ndcg10.csv"
     assert len(TASK_TYPE) == len(CORPUS_TYPE) == 27
     assert dataset_factor(["scifact"], "task_type").iloc[0] == "Fact Checking"
     assert dataset_factor(["scifact"], "corpus_type").iloc[0] == "Scientific Paper"
-    if published is not None:
-        assert set(published["dataset"]) == set(TASK_TYPE)
+    if published.exists():
+        assert set(pd.read_csv(published)["dataset"]) == set(TASK_TYPE)
     with pytest.raises(ValueError, match=r"\['cranfield'\] have no task_type"):
         dataset_factor(["cranfield"], "task_type")
 
@@ -246,6 +255,11 @@ def test_pastes_nested_intercepts_match_lme4(r_reference):
     fit = fit_mixed(pd.read_csv(out / "pastes.csv"), "strength ~ 1 + (1 | batch/cask)")
     assert fit.n_groups == {"batch": 10, "cask:batch": 30}
     _assert_fit_matches(fit, reference, "pastes", rtol=1e-5)
+    ml = fit_mixed(pd.read_csv(out / "pastes.csv"), "strength ~ 1 + (1 | batch/cask)", reml=False)
+    # The ML surface is flat: log-likelihoods agree to 1e-12 while lme4's batch variance sits
+    # 2.4e-5 (relative) from ours, so parameters are compared at the issue's 1e-4.
+    _assert_fit_matches(ml, reference, "pastes_ml", rtol=1e-4)
+    assert ml.log_likelihood >= _values(reference, "pastes_ml", "loglik").iloc[0] - 1e-9
 
 
 @pytest.mark.r

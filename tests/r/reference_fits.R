@@ -48,6 +48,7 @@ add_fit("sleepstudy_intercept", sleep_intercepts)
 jt <- as.data.frame(joint_tests(sleep_intercepts))
 add("sleepstudy_intercept", "joint_F", as.character(jt[["model term"]]), jt$F.ratio)
 add_fit("pastes", lmer(strength ~ 1 + (1 | batch/cask), Pastes))
+add_fit("pastes_ml", lmer(strength ~ 1 + (1 | batch/cask), Pastes, REML = FALSE))
 add_fit("penicillin", lmer(diameter ~ 1 + (1 | plate) + (1 | sample), Penicillin))
 
 study <- read.csv(args[2], stringsAsFactors = FALSE)

@@ -455,9 +455,12 @@ def _assemble(
     optimizer, converged,
 ) -> MixedModelFit:
     rows = [
-        {"group": g, "term": t, "variance": v, "std_dev": np.sqrt(v) if v >= 0 else np.nan}
-        if not t.startswith("cov(")
-        else {"group": g, "term": t, "variance": v, "std_dev": np.nan}
+        {
+            "group": g,
+            "term": t,
+            "variance": v,
+            "std_dev": np.nan if t.startswith("cov(") else float(np.sqrt(max(v, 0.0))),
+        }
         for g, t, v in variances
     ]
     rows.append({"group": "Residual", "term": "", "variance": sigma2, "std_dev": np.sqrt(sigma2)})
