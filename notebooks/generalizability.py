@@ -47,8 +47,8 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import seaborn as sns
+from IPython.display import display
 from myst_nb import glue
-
 from robustir.results import ResultStore
 from robustir.stats.factors import (
     CORPUS_TYPE_REFERENCE,
@@ -103,7 +103,7 @@ scores = published.melt(
 scores["ndcg"] = scores["ndcg"] / 100.0
 scores["task_type"] = dataset_factor(scores["dataset"], "task_type").astype(str)
 scores["corpus_type"] = dataset_factor(scores["dataset"], "corpus_type").astype(str)
-scores.head()
+display(scores.head())
 
 # %% [markdown]
 # Three models, all fitted by REML with `contriever` as the reference system (as the study):
@@ -131,7 +131,7 @@ variance = pd.concat(
     {name: fit.variance_components.set_index("group")["std_dev"] for name, fit in fits.items()},
     axis=1,
 )
-variance
+display(variance)
 
 # %%
 emms = pd.concat(
@@ -142,11 +142,11 @@ emms["family"] = emms["Model"].map(FAMILY_OF)
 order = (
     emms[emms.fit == "dataset only"].sort_values("marginal_mean", ascending=False)["Model"].tolist()
 )
-emms.pivot(index="Model", columns="fit", values="marginal_mean").loc[order].round(3)
+display(emms.pivot(index="Model", columns="fit", values="marginal_mean").loc[order].round(3))
 
 # %%
 joint = pd.concat({name: fit.joint_tests() for name, fit in fits.items()}, names=["fit"])
-joint.round(4)
+display(joint.round(4))
 
 # %% tags=["hide-input"]
 fig, axes = plt.subplots(1, len(fits), figsize=(11, 4), sharey=True, sharex=True)
@@ -186,7 +186,7 @@ tax = pd.concat(
     {name: fit.contrasts("Model", family_contrasts, adjust="holm") for name, fit in fits.items()},
     names=["fit"],
 ).reset_index(level=0)
-tax.round(4)
+display(tax.round(4))
 
 # %%
 best = emms[emms.fit == "dataset only"].sort_values("marginal_mean").iloc[-1]

@@ -10,7 +10,6 @@ import numpy as np
 import pandas as pd
 import pytest
 import scipy.stats
-
 from robustir.stats.factors import CORPUS_TYPE, TASK_TYPE, dataset_factor
 from robustir.stats.mixed import MixedModelInputError, fit_mixed
 
@@ -307,7 +306,10 @@ def test_study_table_fit_means_and_contrasts_match_lme4_emmeans(r_reference):
 
 
 def test_query_type_classifier_offline_raises_clear_error(monkeypatch):
-    from robustir.stats.factors import QueryTypeClassifierUnavailable, query_type_classifier
+    from robustir.stats.factors import (
+        QueryTypeClassifierUnavailable,
+        query_type_classifier,
+    )
 
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     with pytest.raises(QueryTypeClassifierUnavailable, match="no-such-classifier.*query-type factor is unavailable"):
