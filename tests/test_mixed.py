@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 from pathlib import Path
@@ -161,6 +162,28 @@ def test_nan_scores_are_rejected_with_row():
     table.loc[17, "ndcg_10"] = np.nan
     with pytest.raises(MixedModelInputError, match="'ndcg_10' has 1 missing values.*row index 17"):
         fit_mixed(table, STUDY_FORMULA)
+
+
+@pytest.mark.parametrize(
+    ("formula", "message"),
+    [
+        ("ndcg_10 ~ Model:query_type + (1 | dataset_name)", "needs its marginal term Model"),
+        ("ndcg_10 ~ log(Model) + (1 | dataset_name)", "cannot read 'log\\(Model\\)'"),
+        ("ndcg_10 ~ Model", "has no random term"),
+        ("ndcg_10 ~ 0 + Model + (1 | dataset_name)", "removing the intercept"),
+    ],
+)
+def test_unsupported_formula_syntax_is_rejected(formula, message):
+    with pytest.raises(MixedModelInputError, match=message):
+        fit_mixed(study_table(), formula)
+
+
+def test_summary_record_is_json_and_names_reference_levels():
+    fit = fit_mixed(study_table(), STUDY_FORMULA, reference={"Model": "contriever"})
+    record = json.loads(json.dumps(fit.summary_record()))
+    assert record["reference_levels"] == {"Model": "contriever", "query_type": "FACTOID"}
+    assert record["n_groups"] == {"dataset_name": 4, "query_id:dataset_name": 35}
+    assert record["log_likelihood"] == pytest.approx(fit.log_likelihood)
 
 
 def test_unknown_reference_level_and_spec_are_rejected():
