@@ -1,0 +1,217 @@
+"""One query-variation run: clean vs perturbed evaluation of a system (protocol §4.4).
+
+:func:`evaluate_variation` evaluates a system on a split's clean queries and on one family's
+variants for one seed. Both runs share the encoder and its cache, so the corpus is encoded
+once (or read from the cache) and only the perturbed queries are encoded again, as in the
+study. It returns the two evaluations, the variant set, the per-query rank stability and a
+summary with the drop rate of the seed, the unchanged fraction (protocol §8.1 row 13), the
+shares of queries that drop/stay/rise, a query-bootstrap interval and the paired tests
+(improvements, §8.2). :func:`write_variation_run` stores it under experiment
+``query_variations``: variant ``none`` (clean, seed-independent, ``seed-none``) and variant =
+family code key for the seed.
+
+Variant files are shared by all systems (one per dataset, split, family, seed and RNG scope)
+under ``variants_dir``: the first run writes it, later runs with other systems read it.
+
+Used by the notebook ``query_variations`` and the benchmark ``variation_sweep``; chapter
+"Query variations".
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from robustir.data import Dataset
+from robustir.encode import Encoder
+from robustir.evaluation import Evaluation, evaluate
+from robustir.metrics.stability import drop_rate, query_change_fractions, rank_stability
+from robustir.perturb.family import Family
+from robustir.perturb.variation import VariationSet, build_family, generate_variations, resolve_family
+from robustir.results import ResultStore, per_query_long
+from robustir.stats.resampling import bootstrap_drop_rates, paired_tests
+
+log = logging.getLogger(__name__)
+
+#: Results-store experiment name and the clean reference's variant.
+EXPERIMENT = "query_variations"
+CLEAN_VARIANT = "none"
+#: The measure whose drop rate the study reports.
+DROP_RATE_MEASURE = "nDCG@10"
+#: The system whose sentence encoder and word vectors the synonym family uses.
+SYNONYM_RESOURCE_MODEL = "minilm"
+
+
+def variant_file(variants_dir: str | os.PathLike, dataset: str, split: str, family: str, seed: int,
+                 rng_scope: str = "stream") -> Path:
+    """Where the shared variant set of (dataset, split, family, seed, RNG scope) lives."""
+    scope = "" if rng_scope == "stream" else f"_rng-{rng_scope}"
+    return Path(variants_dir) / dataset / f"{dataset}_{split}_{family}_seed-{seed}{scope}.jsonl"
+
+
+def load_or_generate_variations(
+    data: Dataset,
+    family: Family | str,
+    seed: int,
+    *,
+    rng_scope: str = "stream",
+    variants_dir: str | os.PathLike | None = None,
+    encoder: Encoder | None = None,
+) -> VariationSet:
+    """The variant set of a split, read from ``variants_dir`` when present, else generated (and saved).
+
+    Args:
+        data: The loaded split.
+        family: A built family or a family name (built here; the synonym family reuses
+            ``encoder`` when it is MiniLM).
+        seed: The seed.
+        rng_scope: ``stream`` (the study's) or ``query``.
+        variants_dir: Folder of shared variant files; ``None`` neither reads nor writes.
+        encoder: The evaluated system's encoder, reused by the synonym family if it is MiniLM.
+
+    Raises:
+        ValueError: A stored file was made with other settings (the message names it).
+        FamilyUnavailable: The family cannot be built here.
+    """
+    key = family.key if isinstance(family, Family) else resolve_family(family)
+    path = variant_file(variants_dir, data.name, data.split, key, seed, rng_scope) if variants_dir else None
+    if path is not None and path.exists():
+        stored = VariationSet.load(path)
+        expected = {"family": key, "seed": seed, "rng_scope": rng_scope, "split": data.split}
+        found = {k: stored.provenance.get(k) for k in expected}
+        if found != expected or set(stored.variations) != set(data.queries):
+            raise ValueError(f"{path}: made for {found} and {len(stored.variations)} queries, not "
+                             f"{expected} and this split's {len(data.queries)}; delete it to regenerate")
+        log.info("variants read from %s", path)
+        return stored
+    if not isinstance(family, Family):
+        shared = encoder if encoder is not None and encoder.spec.key == SYNONYM_RESOURCE_MODEL else None
+        family = build_family(key, encoder=shared)
+    variations = generate_variations(data.queries, family, seed, dataset=data.name, split=data.split,
+                                     rng_scope=rng_scope)
+    if path is not None:
+        variations.save(path)
+    return variations
+
+
+@dataclass
+class VariationRun:
+    """Clean and perturbed evaluation of one (system, dataset, family, seed).
+
+    Attributes:
+        clean: The clean evaluation (variant ``none``).
+        perturbed: The evaluation on the variants (variant = family key).
+        variations: The variant set with its provenance.
+        stability: Per-query ``Jaccard@10``, ``RBO@100``, ``KendallTau@10`` (clean vs perturbed).
+        summary: Drop rate (fraction) of ``nDCG@10`` and the other per-seed statistics.
+    """
+
+    clean: Evaluation
+    perturbed: Evaluation
+    variations: VariationSet
+    stability: pd.DataFrame
+    summary: dict
+
+
+def evaluate_variation(
+    model: str,
+    data: Dataset,
+    family: Family | str,
+    seed: int,
+    *,
+    encoder: Encoder,
+    clean: Evaluation | None = None,
+    rng_scope: str = "stream",
+    variants_dir: str | os.PathLike | None = None,
+    top_k: int = 1000,
+    n_resamples: int = 1000,
+) -> VariationRun:
+    """Evaluate one system on clean and perturbed queries of one split (chapter "Query variations").
+
+    Args:
+        model: Catalog key of the system.
+        data: The loaded split.
+        family: Family (built) or name.
+        seed: The seed of the variant set; also seeds the bootstrap and the sign flips.
+        encoder: The system's encoder, with the embedding cache that holds the corpus.
+        clean: A clean evaluation to reuse (same system and split); computed when ``None``.
+        rng_scope: ``stream`` (the study's) or ``query``.
+        variants_dir: Shared variant files (see :func:`load_or_generate_variations`).
+        top_k: Hits per query (the study: 1000).
+        n_resamples: Bootstrap resamples and sign flips (×10) of the paired test.
+    """
+    if clean is None:
+        clean = evaluate(model, data, encoder=encoder, top_k=top_k, variant=CLEAN_VARIANT, progress=False)
+    variations = load_or_generate_variations(data, family, seed, rng_scope=rng_scope,
+                                             variants_dir=variants_dir, encoder=encoder)
+    key = variations.provenance["family"]
+    perturbed = evaluate(model, data, queries=variations.queries, encoder=encoder, top_k=top_k,
+                         variant=key, progress=False)
+    stability = rank_stability(clean.run, perturbed.run)
+    clean_scores = clean.per_query[DROP_RATE_MEASURE]
+    perturbed_scores = perturbed.per_query[DROP_RATE_MEASURE].reindex(clean_scores.index)
+    rng = np.random.default_rng(seed)
+    _, interval = bootstrap_drop_rates(clean_scores.to_numpy(), perturbed_scores.to_numpy()[None, :],
+                                       rng=rng, n_resamples=n_resamples)
+    tests = paired_tests(clean_scores.to_numpy(), perturbed_scores.to_numpy()[None, :], seeds=[seed],
+                         rng=rng, n_resamples=10 * n_resamples).set_index(["scores", "test"])
+    fractions = query_change_fractions(clean_scores, perturbed_scores)
+    summary = {
+        "measure": DROP_RATE_MEASURE,
+        "clean": float(clean_scores.mean()),
+        "perturbed": float(perturbed_scores.mean()),
+        "drop_rate": drop_rate(float(clean_scores.mean()), float(perturbed_scores.mean())),
+        "drop_rate_ci_low": interval.low,
+        "drop_rate_ci_high": interval.high,
+        "unchanged_fraction": variations.unchanged_fraction,
+        "fraction_drop": fractions["drop"],
+        "fraction_equal": fractions["equal"],
+        "fraction_rise": fractions["rise"],
+        "randomisation_p": float(tests.loc[(seed, "randomisation"), "p_value"]),
+        "wilcoxon_p": float(tests.loc[(seed, "wilcoxon"), "p_value"]),
+        **{name: float(value) for name, value in stability.mean(skipna=True).items()},
+    }
+    log.info("%s on %s, %s seed %d: drop rate %.4f (unchanged %.3f)", model, data.name, key, seed,
+             summary["drop_rate"], summary["unchanged_fraction"])
+    return VariationRun(clean, perturbed, variations, stability, summary)
+
+
+def write_variation_run(run: VariationRun, store: ResultStore | str | os.PathLike, seed: int) -> tuple[Path, Path]:
+    """Write the clean (``none``, ``seed-none``) and perturbed (family, ``seed-<seed>``) entries.
+
+    The perturbed entry's per-query table holds the measures, the rank-stability values,
+    ``changed`` (1 when the variant differs from the original) and ``delta_nDCG@10``
+    (perturbed − clean); its summary adds the drop-rate statistics to the means.
+
+    Returns:
+        The clean and the perturbed entry folders.
+    """
+    if not isinstance(store, ResultStore):
+        store = ResultStore(store)
+    clean_entry = run.clean.write(store, experiment=EXPERIMENT, variant=CLEAN_VARIANT)
+    wide = run.perturbed.per_query.join(run.stability)
+    changed = {qid: float(v.changed) for qid, v in run.variations.variations.items()}
+    wide["changed"] = [changed[str(qid)] for qid in wide.index]
+    wide[f"delta_{DROP_RATE_MEASURE}"] = (
+        run.perturbed.per_query[DROP_RATE_MEASURE] - run.clean.per_query[DROP_RATE_MEASURE]
+    )
+    params = {
+        **run.perturbed.params,
+        "seed": seed,
+        "variations": run.variations.provenance,
+        "clean_params_hash": ResultStore.params_hash(run.clean.params),
+    }
+    summary = {
+        **run.perturbed.summary,
+        "metrics": {**run.perturbed.summary["metrics"],
+                    **{c: float(run.stability[c].mean(skipna=True)) for c in run.stability}},
+        **{k: v for k, v in run.summary.items() if k not in run.stability.columns},
+    }
+    entry = store.entry_dir(EXPERIMENT, run.perturbed.params["model"]["key"], run.perturbed.params["dataset"],
+                            run.variations.provenance["family"], seed)
+    return clean_entry, store.write_entry(entry, params, per_query_long(wide), summary)

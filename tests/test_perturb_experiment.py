@@ -1,0 +1,72 @@
+"""Clean vs perturbed evaluation on a small SciFact subset: the corpus is encoded once."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from robustir.data import load_dataset
+from robustir.encode import Encoder
+from robustir.models import get_model_spec
+from robustir.perturb import VariationSet
+from robustir.perturb.experiment import EXPERIMENT, evaluate_variation, variant_file, write_variation_run
+from robustir.results import ResultStore
+
+pytestmark = pytest.mark.slow  # MiniLM over the 300-document SciFact subset (shared session cache)
+
+
+@pytest.fixture(scope="module")
+def mini_run(scifact_mini, embedding_cache, tmp_path_factory):
+    data = load_dataset(scifact_mini, "test")
+    encoder = Encoder(get_model_spec("minilm"), cache=embedding_cache, progress=False)
+    variants = tmp_path_factory.mktemp("variants")
+    run = evaluate_variation("minilm", data, "ordering", 27, encoder=encoder, variants_dir=variants,
+                             n_resamples=200)
+    return data, encoder, run, variants
+
+
+def test_drop_rate_and_stability_agree_with_the_per_query_scores(mini_run):
+    data, _, run, _ = mini_run
+    clean = run.clean.per_query["nDCG@10"]
+    perturbed = run.perturbed.per_query["nDCG@10"].reindex(clean.index)
+    assert run.summary["drop_rate"] == pytest.approx((clean.mean() - perturbed.mean()) / clean.mean())
+    assert run.summary["drop_rate_ci_low"] <= run.summary["drop_rate"] <= run.summary["drop_rate_ci_high"]
+    shares = run.summary["fraction_drop"] + run.summary["fraction_equal"] + run.summary["fraction_rise"]
+    assert shares == pytest.approx(1.0)
+    # an unchanged query gets the same ranking: full overlap and no score change
+    for qid, variation in run.variations.variations.items():
+        if not variation.changed:
+            assert run.stability.loc[qid, "Jaccard@10"] == 1.0
+            assert run.stability.loc[qid, "RBO@100"] == pytest.approx(1.0)
+            assert perturbed[qid] == clean[qid]
+    assert set(run.stability.index) == set(data.queries)
+
+
+def test_the_corpus_is_encoded_once_and_only_queries_again(mini_run):
+    data, encoder, _, variants = mini_run
+    before = encoder.stats.texts_encoded
+    again = evaluate_variation("minilm", data, "ordering", 27, encoder=encoder, variants_dir=variants,
+                               n_resamples=50)
+    # the variants come from the shared file, the corpus and both query sets from the cache
+    assert encoder.stats.texts_encoded == before
+    assert again.variations.queries == VariationSet.load(
+        variant_file(variants, data.name, "test", "ordering", 27)).queries
+
+
+def test_written_entries_hold_clean_and_perturbed_results(mini_run, tmp_path):
+    _, _, run, _ = mini_run
+    store = ResultStore(tmp_path / "results")
+    clean_entry, entry = write_variation_run(run, store, seed=27)
+    assert clean_entry.parts[-2:] == ("none", "seed-none") and entry.parts[-2:] == ("ordering", "seed-27")
+    summaries = store.read_summaries(EXPERIMENT).set_index("variant")
+    assert summaries.loc["ordering", "drop_rate"] == pytest.approx(run.summary["drop_rate"])
+    assert summaries.loc["ordering", "unchanged_fraction"] == run.variations.unchanged_fraction
+    per_query = store.read_per_query(EXPERIMENT, variant="ordering")
+    changed = per_query[per_query.measure == "changed"].set_index("query_id")["value"]
+    assert changed.sum() == sum(v.changed for v in run.variations.variations.values())
+    delta = per_query[per_query.measure == "delta_nDCG@10"]["value"].to_numpy()
+    assert np.mean(delta) == pytest.approx(-run.summary["drop_rate"] * run.summary["clean"])
+    params = json.loads((entry / "params.json").read_text())
+    assert params["variations"]["family"] == "ordering" and params["seed"] == 27
