@@ -133,3 +133,30 @@ def test_unreadable_summary_is_unfinished_and_named_on_read(tmp_path):
     assert not is_finished(entry, PARAMS)
     with pytest.raises(ResultStoreError, match="summary.json"):
         store.read_summaries("e")
+
+
+def test_concurrent_writers_of_one_entry_leave_one_complete_entry(tmp_path):
+    import threading
+
+    store = ResultStore(tmp_path)
+    entry = store.entry_dir("qv", "minilm", "scifact", "none", None)
+    errors = []
+
+    def write(value: float) -> None:
+        try:
+            for _ in range(20):
+                store.write_entry(entry, {**PARAMS, "v": value}, _per_query({"q": value}),
+                                  {"metrics": {"nDCG@10": value}})
+        except Exception as error:  # collected: a thread's exception would otherwise vanish
+            errors.append(error)
+
+    threads = [threading.Thread(target=write, args=(v,)) for v in (0.25, 0.75)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    value = store.read_per_query("qv")["value"].tolist()
+    assert value in ([0.25], [0.75])
+    assert is_finished(entry, {**PARAMS, "v": value[0]})
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["qv"]

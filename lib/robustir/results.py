@@ -22,6 +22,7 @@ store; every results chapter reads it.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import logging
@@ -178,6 +179,34 @@ def _check_per_query(per_query: pd.DataFrame) -> pd.DataFrame:
     return table
 
 
+def _move_into_place(staging: Path, entry: Path, root: Path, attempts: int = 20) -> list[Path]:
+    """Rename ``staging`` to ``entry``, moving any existing entry aside first.
+
+    A directory cannot be renamed over a non-empty one, so an existing entry is renamed to a
+    temporary name and the rename retried; another process writing the same entry at the same
+    time (e.g. the clean run shared by several query-variation jobs) just makes us retry.
+
+    Returns:
+        The directories moved aside, for the caller to delete.
+    """
+    replaced = []
+    for _ in range(attempts):
+        try:
+            os.replace(staging, entry)
+            return replaced
+        except OSError as error:
+            if error.errno not in (errno.ENOTEMPTY, errno.EEXIST):
+                raise
+        aside = root / f"{TEMPORARY_PREFIX}old-{uuid.uuid4().hex}"
+        try:
+            os.replace(entry, aside)
+        except FileNotFoundError:
+            continue
+        replaced.append(aside)
+    raise ResultStoreError(f"could not move a new entry into {entry}: other writers kept "
+                           f"replacing it ({attempts} attempts)")
+
+
 class ResultStore:
     """A results store rooted at a directory (created on first write).
 
@@ -276,15 +305,11 @@ class ResultStore:
             # summary.json last: its presence is what marks an entry finished.
             (staging / "summary.json").write_text(summary_text + "\n", encoding="utf-8")
             entry.parent.mkdir(parents=True, exist_ok=True)
-            old = None
-            if entry.exists():
-                old = self.root / f"{TEMPORARY_PREFIX}old-{uuid.uuid4().hex}"
-                os.replace(entry, old)
-            os.replace(staging, entry)
+            replaced = _move_into_place(staging, entry, self.root)
         except BaseException:
             shutil.rmtree(staging, ignore_errors=True)
             raise
-        if old is not None:
+        for old in replaced:
             shutil.rmtree(old, ignore_errors=True)
         logger.info("wrote results entry %s (params %s)", entry, record["params_hash"])
         return entry
