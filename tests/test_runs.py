@@ -181,3 +181,37 @@ def test_executor_arguments_are_checked(tmp_path):
         run_grid(grid, executor="slurm")
     with pytest.raises(ValueError, match="--scheduler needs --executor dask"):
         run_grid(grid, scheduler="tcp://127.0.0.1:8786")
+
+
+def _shipped_grid(name: str):
+    root = Path(__file__).resolve().parents[1]
+    try:
+        return load_grid(root / "configs" / name, base=root)
+    except GridError as error:
+        if "not found" in str(error):
+            pytest.skip(f"configs/{name} names a notebook not written yet: {error}")
+        raise
+
+
+def test_paper_grid_is_the_study_as_published():
+    grid = _shipped_grid("paper.yaml")
+    evaluate = [job for job in grid.jobs if job.experiment == "evaluate"]
+    assert len({job.model for job in evaluate}) == 11
+    assert len({job.dataset for job in evaluate}) == 27
+    variations = [job for job in grid.jobs if job.experiment == "query_variations"]
+    assert {job.seed for job in variations} == {1999, 5, 27, 2016, 2026}
+    assert {job.parameters["family"] for job in variations} == {
+        "mispelling", "ordering", "synonym", "paraphrase", "naturality"}
+    assert len({job.model for job in variations}) == 10
+    geometry = [job for job in grid.jobs if job.experiment == "geometry"]
+    assert {job.parameters["sample_size"] for job in geometry} == {100_000}
+
+
+def test_default_grid_runs_offline_models_on_local_data():
+    from robustir.models import get_model_spec
+
+    grid = _shipped_grid("default.yaml")
+    assert {job.dataset for job in grid.jobs} <= {"scifact", "cranfield"}
+    assert all(get_model_spec(job.model).offline for job in grid.jobs)
+    geometry_models = {job.model for job in grid.jobs if job.experiment == "geometry"}
+    assert len(geometry_models) >= 6
