@@ -70,3 +70,28 @@ def test_written_entries_hold_clean_and_perturbed_results(mini_run, tmp_path):
     assert np.mean(delta) == pytest.approx(-run.summary["drop_rate"] * run.summary["clean"])
     params = json.loads((entry / "params.json").read_text())
     assert params["variations"]["family"] == "ordering" and params["seed"] == 27
+
+
+def test_aggregate_gives_mean_and_population_std_over_seeds(mini_run, tmp_path):
+    from robustir.perturb.experiment import aggregate_query_variations
+
+    data, encoder, run, variants = mini_run
+    other = evaluate_variation("minilm", data, "ordering", 5, encoder=encoder, clean=run.clean,
+                               variants_dir=variants, n_resamples=50)
+    store = ResultStore(tmp_path / "results")
+    write_variation_run(run, store, seed=27)
+    write_variation_run(other, store, seed=5)
+    table = aggregate_query_variations(store, n_resamples=100)
+    row = table.set_index("family").loc["ordering"]
+    rates = np.array([run.summary["drop_rate"], other.summary["drop_rate"]])
+    assert row["n_seeds"] == 2
+    assert row["drop_rate_mean"] == pytest.approx(rates.mean())
+    assert row["drop_rate_std"] == pytest.approx(abs(rates[0] - rates[1]) / 2)  # ddof = 0
+    expected_unchanged = (run.variations.unchanged_fraction + other.variations.unchanged_fraction) / 2
+    assert row["unchanged_fraction"] == pytest.approx(expected_unchanged)
+    # the clean reference is required: without it the aggregate refuses instead of using 0
+    import shutil
+
+    shutil.rmtree(store.root / EXPERIMENT / "minilm" / data.name / "none")
+    with pytest.raises(ValueError, match="no clean reference"):
+        aggregate_query_variations(store)

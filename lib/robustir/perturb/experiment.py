@@ -215,3 +215,75 @@ def write_variation_run(run: VariationRun, store: ResultStore | str | os.PathLik
     entry = store.entry_dir(EXPERIMENT, run.perturbed.params["model"]["key"], run.perturbed.params["dataset"],
                             run.variations.provenance["family"], seed)
     return clean_entry, store.write_entry(entry, params, per_query_long(wide), summary)
+
+
+def aggregate_query_variations(
+    store: ResultStore | str | os.PathLike,
+    *,
+    n_resamples: int = 1000,
+    rng: np.random.Generator | None = None,
+) -> pd.DataFrame:
+    """Drop rates over seeds per (model, dataset, family), from the per-query results.
+
+    For each stored family the clean reference (variant ``none``) must exist; a missing one
+    raises instead of being treated as 0 (protocol §8.1 row 15). Drop rates are computed from
+    unrounded per-query nDCG@10 (row 16).
+
+    Args:
+        store: The results store (or its root).
+        n_resamples: Query-bootstrap resamples for the interval of the seed-mean drop rate.
+        rng: Source of the bootstrap and sign-flip draws (default: ``default_rng(0)``).
+
+    Returns:
+        One row per (model, dataset, family) with ``n_seeds``, ``drop_rate_mean``,
+        ``drop_rate_std`` (population, ddof = 0), ``drop_rate_ci_low/high`` (query bootstrap of
+        the seed mean), ``unchanged_fraction`` (mean over seeds), the shares of queries
+        dropping/equal/rising (pooled over seeds), the mean rank stability, and the paired tests' p-values on the
+        seed-averaged per-query scores. Fractions, not percent.
+
+    Raises:
+        ValueError: A family's clean reference is missing.
+
+    Used by the notebook ``query_variations_summary``; chapter "Query variations".
+    """
+    from robustir.metrics.stability import drop_rates
+
+    if not isinstance(store, ResultStore):
+        store = ResultStore(store)
+    rng = rng if rng is not None else np.random.default_rng(0)
+    table = store.read_per_query(EXPERIMENT)
+    if table.empty:
+        return pd.DataFrame()
+    rows = []
+    for (model, dataset), group in table.groupby(["model", "dataset"], sort=True):
+        clean = group[(group.variant == CLEAN_VARIANT) & (group.measure == DROP_RATE_MEASURE)]
+        families = sorted(set(group.variant) - {CLEAN_VARIANT})
+        if clean.empty:
+            raise ValueError(f"{store.root}/{EXPERIMENT}/{model}/{dataset}: no clean reference "
+                             f"(variant {CLEAN_VARIANT!r}); run the query_variations notebook again")
+        clean_scores = clean.set_index("query_id")["value"]
+        for family in families:
+            rows_family = group[group.variant == family]
+            wide = rows_family.pivot_table(index=["seed", "query_id"], columns="measure", values="value")
+            seeds = sorted(wide.index.get_level_values("seed").unique())
+            per_seed = {s: wide.loc[s, DROP_RATE_MEASURE] for s in seeds}
+            rates = drop_rates(clean_scores, per_seed)
+            matrix = np.vstack([per_seed[s].reindex(clean_scores.index).to_numpy() for s in seeds])
+            _, interval = bootstrap_drop_rates(clean_scores.to_numpy(), matrix, rng=rng, n_resamples=n_resamples)
+            tests = paired_tests(clean_scores.to_numpy(), matrix, seeds=seeds, rng=rng,
+                                 n_resamples=10 * n_resamples).set_index(["scores", "test"])
+            delta = matrix - clean_scores.to_numpy()
+            rows.append({
+                "model": model, "dataset": dataset, "family": family, "n_seeds": len(seeds),
+                "clean": rates.clean,
+                "drop_rate_mean": rates.mean, "drop_rate_std": rates.std,
+                "drop_rate_ci_low": interval.low, "drop_rate_ci_high": interval.high,
+                "unchanged_fraction": float(1 - wide["changed"].groupby("seed").mean().mean()),
+                "fraction_drop": float(np.mean(delta < -1e-12)),
+                "fraction_equal": float(np.mean(np.abs(delta) <= 1e-12)),
+                "fraction_rise": float(np.mean(delta > 1e-12)),
+                **{c: float(wide[c].mean()) for c in ("Jaccard@10", "RBO@100", "KendallTau@10")},
+                "randomisation_p": float(tests.loc[("seed mean", "randomisation"), "p_value"]),
+                "wilcoxon_p": float(tests.loc[("seed mean", "wilcoxon"), "p_value"]),
+            })
+    return pd.DataFrame(rows)
