@@ -133,6 +133,13 @@ def test_alignment_of_identical_pairs_is_zero():
     assert geometry.alignment(points, 2.5 * points) == pytest.approx(0.0, abs=1e-12)
 
 
+def test_pair_distances_per_pair_and_alignment_is_their_mean():
+    x = np.array([[1.0, 0.0], [1.0, 0.0], [0.0, 3.0]])
+    y = np.array([[-1.0, 0.0], [0.0, 1.0], [0.0, 1.0]])
+    np.testing.assert_allclose(geometry.pair_distances(x, y), [4.0, 2.0, 0.0], atol=1e-12)
+    assert geometry.alignment(x, y) == pytest.approx(2.0)
+
+
 def test_alignment_of_antipodal_and_orthogonal_pairs():
     x = np.array([[1.0, 0.0], [1.0, 0.0]])
     y = np.array([[-1.0, 0.0], [0.0, 1.0]])
@@ -174,7 +181,8 @@ def test_positive_pairs_follow_qrels_grades():
     queries = SimpleNamespace(ids=["q1", "q2"], vectors=np.array([[1.0, 0.0], [0.0, 1.0]]))
     corpus = SimpleNamespace(ids=["a", "b", "c"], vectors=np.array([[1, 1], [2, 2], [3, 3.0]]))
     qrels = {"q1": {"b": 1, "c": 0}, "q2": {"a": 2}, "q3": {"c": 1}}
-    anchors, positives = geometry.positive_pairs(queries, corpus, qrels)
+    anchors, positives, pair_query_ids = geometry.positive_pairs(queries, corpus, qrels)
+    assert pair_query_ids == ["q1", "q2"]
     np.testing.assert_array_equal(anchors, [[1, 0], [0, 1]])
     np.testing.assert_array_equal(positives, [[2, 2], [1, 1]])
     with pytest.raises(KeyError, match=r"\('q1', 'z'\)"):
@@ -215,6 +223,18 @@ def test_length_stratified_sample_is_seeded_and_ties_keep_corpus_order():
 def test_length_stratified_sample_rejects_bad_sample_size():
     with pytest.raises(ValueError, match="sample_size must be a positive integer; got 0"):
         geometry.length_stratified_sample([1, 2], 0, seed=1)
+
+
+def test_sample_corpus_embeddings_looks_rows_up_by_id():
+    corpus = {"a": {"text": "xx"}, "b": {"text": "xxxx"}, "c": {"text": "x"}}
+    stored = SimpleNamespace(ids=["c", "a", "b"], vectors=np.array([[3.0], [1.0], [2.0]]))
+    ids, vectors = geometry.sample_corpus_embeddings(corpus, stored, 3, shard_size=1, seed=1)
+    assert ids == ["b", "a", "c"]  # one per length shard, longest first
+    np.testing.assert_array_equal(vectors, [[2.0], [1.0], [3.0]])
+    with pytest.raises(KeyError, match="have no embedding"):
+        geometry.sample_corpus_embeddings(
+            corpus, SimpleNamespace(ids=["a"], vectors=np.ones((1, 1))), 3, seed=1
+        )
 
 
 def test_corpus_sort_lengths_counts_title_plus_text():

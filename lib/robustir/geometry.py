@@ -150,6 +150,48 @@ def length_stratified_sample(
     return sample
 
 
+def sample_corpus_embeddings(
+    corpus: Mapping[str, Mapping[str, str]],
+    embeddings,
+    sample_size: int = STUDY_SAMPLE_SIZE,
+    *,
+    shard_size: int = STUDY_SHARD_SIZE,
+    seed: int,
+) -> tuple[list[str], np.ndarray]:
+    """The study's geometry sample of clean corpus embeddings (protocol §6.1).
+
+    Draws :func:`length_stratified_sample` over the corpus sorted by
+    :func:`corpus_sort_lengths` and looks the drawn documents up in ``embeddings`` by id, so
+    the embeddings may be stored in any order. Used by ``notebooks/geometry.py`` (*Embedding
+    geometry* chapter).
+
+    Args:
+        corpus: BEIR corpus ``{doc_id: {"title", "text"}}`` in corpus (file) order.
+        embeddings: Corpus ``Embeddings`` (``.ids``, ``.vectors``) covering every document.
+        sample_size: Documents to draw (the study: 100,000).
+        shard_size: Documents per length-sorted shard (the study: 50,000).
+        seed: Sampling seed.
+
+    Returns:
+        ``(doc_ids, vectors)``: the drawn ids and their ``(n, dimension)`` rows.
+
+    Raises:
+        KeyError: If a drawn document has no embedding.
+    """
+    doc_ids = list(corpus)
+    row_of = {doc_id: row for row, doc_id in enumerate(embeddings.ids)}
+    drawn = [doc_ids[index] for index in length_stratified_sample(
+        corpus_sort_lengths(corpus), sample_size, shard_size=shard_size, seed=seed
+    )]
+    missing = [doc_id for doc_id in drawn if doc_id not in row_of]
+    if missing:
+        raise KeyError(
+            f"{len(missing)} sampled document(s) have no embedding, e.g. {missing[0]!r}; encode "
+            "the same corpus that is sampled."
+        )
+    return drawn, np.asarray(embeddings.vectors)[[row_of[doc_id] for doc_id in drawn]]
+
+
 # --------------------------------------------------------------------------------------------
 # IsoScore (protocol §6.2)
 
@@ -281,12 +323,12 @@ def exact_average_cosine(embeddings: np.ndarray) -> float:
 # Alignment and uniformity (Wang & Isola, 2020; protocol §6.5, improvement §8.2 item 8)
 
 
-def alignment(anchors: np.ndarray, positives: np.ndarray, *, alpha: float = 2.0) -> float:
-    """Alignment ``E ‖f(x) − f(y)‖₂^α`` over positive pairs (Wang & Isola, 2020; protocol §6.5).
+def pair_distances(anchors: np.ndarray, positives: np.ndarray, *, alpha: float = 2.0) -> np.ndarray:
+    """``‖f(x) − f(y)‖₂^α`` for each positive pair, rows L2-normalised first (protocol §6.5).
 
     Row ``k`` of ``anchors`` and row ``k`` of ``positives`` form one positive pair (a query and
-    its gold passage, or a clean query and its variant). Both are L2-normalised first. Used by
-    the *Embedding geometry* chapter.
+    its gold passage, or a clean query and its variant). Used by :func:`alignment` and for the
+    per-query alignment of the *Embedding geometry* chapter.
 
     Args:
         anchors: ``(n_pairs, dimension)`` matrix.
@@ -294,7 +336,7 @@ def alignment(anchors: np.ndarray, positives: np.ndarray, *, alpha: float = 2.0)
         alpha: Exponent of the distance (the definition's α = 2).
 
     Returns:
-        Mean distance to the power α, in [0, 2^α]; lower is better aligned.
+        ``(n_pairs,)`` float64 array with values in [0, 2^α].
     """
     x = _unit_rows(anchors, "anchors")
     y = _unit_rows(positives, "positives")
@@ -304,7 +346,24 @@ def alignment(anchors: np.ndarray, positives: np.ndarray, *, alpha: float = 2.0)
         )
     if alpha <= 0:
         raise ValueError(f"alpha must be positive; got {alpha!r}.")
-    return float(np.mean(np.linalg.norm(x - y, axis=1) ** alpha))
+    return np.linalg.norm(x - y, axis=1) ** alpha
+
+
+def alignment(anchors: np.ndarray, positives: np.ndarray, *, alpha: float = 2.0) -> float:
+    """Alignment ``E ‖f(x) − f(y)‖₂^α`` over positive pairs (Wang & Isola, 2020; protocol §6.5).
+
+    The mean of :func:`pair_distances`. Used by the *Embedding geometry* chapter.
+
+    Args:
+        anchors: ``(n_pairs, dimension)`` matrix.
+        positives: ``(n_pairs, dimension)`` matrix, same shape; row ``k`` pairs with
+            ``anchors[k]``.
+        alpha: Exponent of the distance (the definition's α = 2).
+
+    Returns:
+        Mean distance to the power α, in [0, 2^α]; lower is better aligned.
+    """
+    return float(np.mean(pair_distances(anchors, positives, alpha=alpha)))
 
 
 def uniformity(
@@ -351,7 +410,7 @@ def uniformity(
 
 def positive_pairs(
     queries, corpus, qrels: Mapping[str, Mapping[str, int]], *, min_grade: int = 1
-) -> tuple[np.ndarray, np.ndarray]:
+) -> tuple[np.ndarray, np.ndarray, list[str]]:
     """Stack (query, relevant passage) embedding pairs for :func:`alignment`.
 
     Used by the *Embedding geometry* chapter for the query–gold-passage alignment.
@@ -364,7 +423,8 @@ def positive_pairs(
         min_grade: Smallest grade that counts as relevant.
 
     Returns:
-        ``(anchors, positives)``, two ``(n_pairs, dimension)`` float32 matrices.
+        ``(anchors, positives, query_ids)``: two ``(n_pairs, dimension)`` matrices and the
+        query id of each pair.
 
     Raises:
         KeyError: If a relevant document of an embedded query has no corpus embedding.
@@ -372,7 +432,7 @@ def positive_pairs(
     """
     query_row = {qid: row for row, qid in enumerate(queries.ids)}
     doc_row = {doc_id: row for row, doc_id in enumerate(corpus.ids)}
-    query_rows, doc_rows = [], []
+    query_rows, doc_rows, pair_query_ids = [], [], []
     for qid, judged in qrels.items():
         if qid not in query_row:
             continue
@@ -386,11 +446,13 @@ def positive_pairs(
                 )
             query_rows.append(query_row[qid])
             doc_rows.append(doc_row[doc_id])
+            pair_query_ids.append(qid)
     if not query_rows:
         raise ValueError(f"no (query, document) pair with grade >= {min_grade} among the queries.")
     return (
         np.asarray(queries.vectors)[query_rows],
         np.asarray(corpus.vectors)[doc_rows],
+        pair_query_ids,
     )
 
 
