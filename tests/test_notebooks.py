@@ -24,7 +24,10 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.py"))
+# Analyses first, then the notebooks that aggregate their results from the shared store.
+AGGREGATES = ("generalizability",)
+NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.py"),
+                   key=lambda p: (p.stem.endswith("_summary") or p.stem in AGGREGATES, p.stem))
 FIXTURE = ROOT / "tests" / "fixtures" / "notebooks" / "tiny_entry.py"
 EXPECTED = ROOT / "tests" / "fixtures" / "notebook_outputs"
 NBTEST = ROOT / "build" / "nbtest"
@@ -35,7 +38,8 @@ RECORD = os.environ.get("ROBUSTIR_RECORD_NOTEBOOK_OUTPUTS") == "1"
 def small_parameters(stem: str, data_root: Path, store: Path) -> dict | None:
     """Parameters that make ``notebooks/<stem>.py`` run in seconds (None: not known yet).
 
-    Data: the 300-document, 40-query SciFact subset of ``conftest.scifact_mini``.
+    Data: the 300-document, 40-query SciFact subset of ``conftest.scifact_mini``. All notebooks
+    share one store, so the aggregates (run last) read what the analyses wrote.
     """
     data = {"data_root": str(data_root)}
     table = {
@@ -47,6 +51,9 @@ def small_parameters(stem: str, data_root: Path, store: Path) -> dict | None:
         "geometry": {"model": "minilm", "dataset": "scifact", "seed": 1999, "sample_size": 200,
                      "n_pairs": 1000, "output": str(store), **data},
         "generalizability": {"results_dir": str(store), "classify_query_types": False},
+        "query_variations_summary": {"output": str(store), "n_resamples": 100},
+        "geometry_summary": {"output": str(store),
+                             "reference_dir": str(ROOT.parent / "shared" / "reference")},
     }
     return table.get(stem)
 
@@ -67,13 +74,19 @@ def _comparable(outputs: list) -> list:
     return kept
 
 
+@pytest.fixture(scope="module")
+def store(tmp_path_factory) -> Path:
+    """One results store for all notebooks of this module."""
+    return tmp_path_factory.mktemp("notebook-store") / "results"
+
+
 @pytest.mark.parametrize("source", [FIXTURE, *NOTEBOOKS], ids=lambda p: p.stem)
-def test_notebook_runs_with_small_parameters(source, scifact_mini, tmp_path):
+def test_notebook_runs_with_small_parameters(source, scifact_mini, store, tmp_path):
     import jupytext
     import nbformat
     import papermill
 
-    parameters = small_parameters(source.stem, scifact_mini.parent, tmp_path / "results")
+    parameters = small_parameters(source.stem, scifact_mini.parent, store)
     if parameters is None:
         pytest.skip(f"no small parameters for notebooks/{source.name} yet: add them to "
                     "small_parameters() in tests/test_notebooks.py")
