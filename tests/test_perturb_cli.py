@@ -1,0 +1,38 @@
+"""``robustir vary``: variant files with provenance, and a clear refusal for unavailable families."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from robustir import cli_vary
+from robustir.data import load_queries
+
+
+def run_vary(*arguments: str) -> int:
+    parser = argparse.ArgumentParser(prog="robustir")
+    cli_vary.register(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(["vary", *arguments])
+    return args.handler(args)
+
+
+def test_vary_writes_variants_readable_as_queries(scifact_mini, tmp_path, capsys):
+    output = tmp_path / "variants" / "mini_misspelling_1999.jsonl"
+    assert run_vary("--dataset", str(scifact_mini), "--family", "Misspelling", "--seed", "1999",
+                    "--output", str(output)) == 0
+    queries = load_queries(output)
+    assert len(queries) == 40
+    records = [json.loads(line) for line in output.read_text().splitlines()]
+    assert all(r["changed"] == (r["text"] != r["original"]) for r in records)
+    provenance = json.loads((output.parent / "mini_misspelling_1999.provenance.json").read_text())
+    assert provenance["family"] == "mispelling" and provenance["seed"] == 1999
+    assert provenance["n_changed"] == sum(r["changed"] for r in records)
+    assert "queries changed" in capsys.readouterr().out
+
+
+def test_vary_reports_an_unavailable_family_with_its_reason(scifact_mini, tmp_path, capsys):
+    output = tmp_path / "paraphrase.jsonl"
+    assert run_vary("--dataset", str(scifact_mini), "--family", "paraphrase", "--seed", "5",
+                    "--output", str(output)) == 3
+    assert "facebook/m2m100_418M" in capsys.readouterr().err
+    assert not output.exists()
