@@ -8,7 +8,6 @@ import string
 from collections import Counter
 
 import pytest
-
 from robustir.perturb import (
     ENGLISH_STOPWORDS,
     FamilyUnavailable,

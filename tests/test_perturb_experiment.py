@@ -6,7 +6,6 @@ import json
 
 import numpy as np
 import pytest
-
 from robustir.data import load_dataset
 from robustir.encode import Encoder
 from robustir.models import get_model_spec

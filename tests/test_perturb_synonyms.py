@@ -6,9 +6,9 @@ import random
 
 import numpy as np
 import pytest
-
 from robustir.perturb import query_words
 from robustir.perturb.augment import Candidate
+from robustir.perturb.family import FamilyUnavailable
 from robustir.perturb.stopwords import ENGLISH_STOPWORD_SET
 from robustir.perturb.synonyms import (
     EmbeddingNeighbourSwap,
@@ -20,7 +20,6 @@ from robustir.perturb.synonyms import (
     text_window,
     wordnet_synonyms,
 )
-from robustir.perturb.family import FamilyUnavailable
 
 
 @pytest.fixture(scope="module")
@@ -67,7 +66,7 @@ def test_text_window_is_15_words_centred_and_clamped():
     def window(index):
         return [w.text for w in query_words(text_window(words, text, index, 15))]
 
-    assert window(0) == [f"w{i}" for i in range(0, 15)]
+    assert window(0) == [f"w{i}" for i in range(15)]
     assert window(10) == [f"w{i}" for i in range(3, 18)]
     assert window(19) == [f"w{i}" for i in range(5, 20)]
     assert len(window(7)) == 15

@@ -7,7 +7,6 @@ import math
 import numpy as np
 import pandas as pd
 import pytest
-
 from robustir.metrics.stability import (
     drop_rate,
     drop_rates,

@@ -18,8 +18,8 @@ Used in the book chapter "Query variations".
 from __future__ import annotations
 
 import random
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Callable, Sequence
 
 from robustir.perturb.family import QueryGenerator
 from robustir.perturb.stopwords import ENGLISH_STOPWORD_SET

@@ -6,8 +6,9 @@ Used in the book chapter "Query variations".
 from __future__ import annotations
 
 import random
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any
 
 
 class QueryGenerator:

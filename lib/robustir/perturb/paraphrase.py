@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 import random
-from typing import Sequence
+from collections.abc import Sequence
 
 from robustir.perturb.family import FamilyUnavailable, QueryGenerator
 

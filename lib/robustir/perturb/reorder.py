@@ -11,7 +11,7 @@ Used in the book chapter "Query variations".
 from __future__ import annotations
 
 import random
-from typing import Sequence
+from collections.abc import Sequence
 
 from robustir.perturb.augment import WordTransformation
 from robustir.perturb.words import Word

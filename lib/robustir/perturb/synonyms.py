@@ -24,9 +24,9 @@ from __future__ import annotations
 import logging
 import math
 import random
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Callable, Sequence
 
 import numpy as np
 
@@ -157,7 +157,7 @@ class WordEmbedding:
     source: str
 
     @classmethod
-    def from_encoder(cls, encoder) -> "WordEmbedding":
+    def from_encoder(cls, encoder) -> WordEmbedding:
         """The input word-piece embeddings of a ``robustir.encode.Encoder``'s model.
 
         Keeps only whole, lower-case, alphabetic vocabulary entries (no ``##`` pieces, no

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import random
 import string
-from typing import Sequence
+from collections.abc import Sequence
 
 from robustir.perturb.augment import GeneratorFailure, WordTransformation
 from robustir.perturb.words import Word

@@ -25,9 +25,10 @@ import json
 import logging
 import random
 from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from robustir.perturb.augment import PCT_WORDS_TO_SWAP, GeneratorFailure
 from robustir.perturb.family import Family, FamilyUnavailable
@@ -214,7 +215,7 @@ class VariationSet:
         return sidecar
 
     @classmethod
-    def load(cls, path: str | Path) -> "VariationSet":
+    def load(cls, path: str | Path) -> VariationSet:
         """Read a set written by :meth:`save`.
 
         Raises:
@@ -259,7 +260,7 @@ def _atomic_write(path: Path, text: str) -> None:
 
 def query_rng(seed: int, dataset: str, query_id: str) -> random.Random:
     """The per-query generator of ``rng_scope="query"``: seeded by SHA-256 of (seed, dataset, qid)."""
-    digest = hashlib.sha256(f"{seed}\x1f{dataset}\x1f{query_id}".encode("utf-8")).digest()
+    digest = hashlib.sha256(f"{seed}\x1f{dataset}\x1f{query_id}".encode()).digest()
     return random.Random(int.from_bytes(digest[:8], "big"))
 
 
@@ -353,7 +354,16 @@ def generate_variations(
 
 
 __all__ = [
-    "FAMILY_NAMES", "STUDY_SEEDS", "RNG_SCOPES", "FamilyStatus", "QueryVariation", "VariationSet",
-    "build_family", "family_status", "generate_variations", "provenance_path", "query_rng",
+    "FAMILY_NAMES",
+    "RNG_SCOPES",
+    "STUDY_SEEDS",
+    "FamilyStatus",
+    "QueryVariation",
+    "VariationSet",
+    "build_family",
+    "family_status",
+    "generate_variations",
+    "provenance_path",
+    "query_rng",
     "resolve_family",
 ]

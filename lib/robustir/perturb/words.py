@@ -11,8 +11,8 @@ Used in the book chapter "Query variations".
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Mapping, Sequence
 
 # A word starts with a word character (letters and digits of any script, or "_") and may
 # continue with word characters and the joiners TextAttack keeps inside words.
