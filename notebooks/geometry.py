@@ -125,7 +125,9 @@ else:
     values["mean_spectral_norm"] = float("nan")
     values["n_linear_layers"] = 0
 
-pd.Series(values, name=spec.display_name).to_frame()
+# %%
+# NBVAL_CHECK_OUTPUT
+pd.Series(values, name=spec.display_name).round(3).to_frame()
 
 # %% [markdown]
 # ## Variance spectrum

@@ -30,8 +30,8 @@ output = "results"  # results-store root
 reference_dir = "../shared/reference"  # the study's published CSV files
 models = None  # catalog keys to include; None: every model with geometry results
 geometry_metrics = ["average_cosine", "isoscore", "uniformity", "alignment", "mean_spectral_norm"]
-clean_measure = "nDCG@10"  # measure of experiment `evaluate` used as colour and control
-clean_variant = "clean"  # variant of experiment `evaluate`
+clean_measure = "nDCG@10"  # clean effectiveness, used as colour and as the partial control
+clean_sources = [["evaluate", "clean"], ["query_variations", "none"]]  # first source wins
 drop_rate_measure = "drop_rate"  # measure of experiment `query_variations` (one variant per family)
 asr_measure = "ASR@20"  # measure of experiment `corpus_poisoning`
 asr_variant = None  # variant of corpus_poisoning to use (the study: 50 passages); None: all
@@ -112,6 +112,7 @@ side_by_side
 # The study's values in full ({cite}`li2026robustness`, seed means of 5 samples):
 
 # %%
+# NBVAL_CHECK_OUTPUT
 published_geometry
 
 # %%
@@ -131,16 +132,24 @@ pd.concat(
 def measure_table(experiment: str, measure: str, variant: str | None = None) -> pd.DataFrame:
     """Seed means of one measure per (model, dataset, variant); empty when absent."""
     runs = store.read_summaries(experiment)
-    if runs.empty or measure not in runs.columns:
+    if variant is not None and not runs.empty:
+        runs = runs[runs["variant"] == variant]
+    if runs.empty or measure not in runs.columns or runs[measure].isna().all():
         display(Markdown(f"*No `{measure}` in experiment `{experiment}` under `{output}`: "
                          "the panels that need it are skipped.*"))
         return pd.DataFrame(columns=["model", "dataset", "variant", measure])
-    if variant is not None:
-        runs = runs[runs["variant"] == variant]
+    runs = runs.dropna(subset=[measure])  # e.g. the clean reference entries of query_variations
     return runs.groupby(["model", "dataset", "variant"], as_index=False)[measure].mean()
 
 
-clean = measure_table("evaluate", clean_measure, clean_variant).drop(columns="variant")
+# Clean effectiveness: the evaluate runs, completed by the clean reference runs that the
+# query-variation experiment stores for systems without an evaluate run (the same evaluation).
+clean = (
+    pd.concat([measure_table(experiment, clean_measure, variant)
+               for experiment, variant in clean_sources])
+    .drop_duplicates(["model", "dataset"], keep="first")
+    .drop(columns="variant")
+)
 drop_rates = measure_table("query_variations", drop_rate_measure)
 asr = measure_table("corpus_poisoning", asr_measure, asr_variant)
 seed_geometry = geometry_table[["model", "dataset", *metrics]]
@@ -325,3 +334,4 @@ ours_scaling.round(4)
 # %%
 glue("geometry_n_encoders", n_encoders, display=False)
 glue("geometry_n_tests", len(grid), display=False)
+glue("geometry_max_panel_systems", int(grid["n"].max()) if not grid.empty else 0, display=False)

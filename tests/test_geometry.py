@@ -285,3 +285,11 @@ def test_sample_geometry_keys_and_consistency():
     assert set(values) == {"isoscore", "average_cosine", "exact_average_cosine", "uniformity"}
     # 50k random pairs from 200 points: the self-pair share (1/200) moves the mean by < 0.01
     assert values["exact_average_cosine"] == pytest.approx(values["average_cosine"], abs=0.02)
+
+
+def test_sample_geometry_without_enough_points_has_nan_isoscore_only(caplog):
+    points = np.random.default_rng(12).standard_normal((6, 8))
+    values = geometry.sample_geometry(points, seed=5, n_pairs=100)
+    assert math.isnan(values["isoscore"])
+    assert "IsoScore skipped: the sample has 6 points in 8 dimensions" in caplog.text
+    assert values["exact_average_cosine"] == pytest.approx(geometry.exact_average_cosine(points))

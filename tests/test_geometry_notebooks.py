@@ -20,13 +20,21 @@ GEOMETRY = ["average_cosine", "isoscore", "uniformity", "alignment", "mean_spect
 
 
 def _write_store(root: Path) -> None:
-    """Geometry (two seeds), clean nDCG@10 and drop rates for six systems; no poisoning runs."""
+    """Geometry (two seeds), clean nDCG@10 and drop rates for six systems; no poisoning runs.
+
+    wordllama has no ``evaluate`` entry: its clean nDCG@10 comes only from the clean reference
+    entry (variant ``none``) that the query-variation experiment stores, as in the real store.
+    """
     rng = np.random.default_rng(0)
     store = ResultStore(root)
     per_query = pd.DataFrame({"query_id": ["q1"], "measure": ["alignment"], "value": [0.5]})
     for model in MODELS:
-        store.write_entry(store.entry_dir("evaluate", model, "scifact", "clean", None),
-                          {"model": model}, per_query, {"metrics": {"nDCG@10": rng.uniform(0.1, 0.7)}})
+        clean = {"metrics": {"nDCG@10": rng.uniform(0.1, 0.7)}}
+        if model != "wordllama":
+            store.write_entry(store.entry_dir("evaluate", model, "scifact", "clean", None),
+                              {"model": model}, per_query, clean)
+        store.write_entry(store.entry_dir("query_variations", model, "scifact", "none", None),
+                          {"model": model}, per_query, clean)
         for seed in (1999, 5):
             metrics = {name: rng.uniform(0.05, 0.9) for name in GEOMETRY}
             metrics["exact_average_cosine"] = metrics["average_cosine"]
@@ -61,7 +69,9 @@ def test_geometry_summary_draws_figure2_and_skips_figure3(tmp_path):
         if record:
             glued[record["name"]] = output["data"][record["mime_prefix"] + "text/plain"]
     assert glued["geometry_n_encoders"] == "6"
-    # 3 families × 5 metrics; the spectral-norm panels have 5 systems (wordllama has none)
+    # 3 families × 5 metrics, and no panel for the clean reference variant "none"
     assert glued["geometry_n_tests"] == str(len(FAMILIES) * len(GEOMETRY))
+    # all six systems in the fullest panel: wordllama's clean nDCG@10 came from the fallback
+    assert glued["geometry_max_panel_systems"] == "6"
     figures = sum("image/png" in o.get("data", {}) for o in outputs)
     assert figures == 2  # Figure 2 for scifact and the scaling figure; no Figure 3

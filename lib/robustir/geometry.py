@@ -560,7 +560,9 @@ def sample_geometry(
 
     The per-(system, dataset, seed) row of the *Embedding geometry* chapter. The study's
     measures are ``isoscore`` and ``average_cosine``; ``exact_average_cosine`` and
-    ``uniformity`` are improvements (protocol §8.2 items 7, 8).
+    ``uniformity`` are improvements (protocol §8.2 items 7, 8). A sample with no more points
+    than dimensions (a small test corpus) has no IsoScore: it is NaN, with a warning, and the
+    other measures are still computed.
 
     Args:
         embeddings: The sampled ``(n_samples, dimension)`` corpus embeddings.
@@ -572,8 +574,17 @@ def sample_geometry(
     Returns:
         ``{"isoscore", "average_cosine", "exact_average_cosine", "uniformity"}``.
     """
+    n, d = _embedding_matrix(embeddings).shape
+    if n > d:
+        score = isoscore(embeddings)
+    else:
+        logger.warning(
+            "IsoScore skipped: the sample has %d points in %d dimensions (it needs more points "
+            "than dimensions); raise sample_size or use a larger corpus", n, d,
+        )
+        score = float("nan")
     return {
-        "isoscore": isoscore(embeddings),
+        "isoscore": score,
         "average_cosine": average_cosine(embeddings, n_pairs=n_pairs, seed=seed),
         "exact_average_cosine": exact_average_cosine(embeddings),
         "uniformity": uniformity(embeddings, t=uniformity_t, device=device),
