@@ -80,8 +80,13 @@ def test_aggregate_gives_mean_and_population_std_over_seeds(mini_run, tmp_path):
     store = ResultStore(tmp_path / "results")
     write_variation_run(run, store, seed=27)
     write_variation_run(other, store, seed=5)
+    per_query_seeding = evaluate_variation("minilm", data, "ordering", 5, encoder=encoder, clean=run.clean,
+                                           rng_scope="query", n_resamples=50)
+    _, entry = write_variation_run(per_query_seeding, store, seed=5)
+    assert entry.parts[-2:] == ("ordering_rng-query", "seed-5")  # kept apart from the study's runs
     table = aggregate_query_variations(store, n_resamples=100)
-    row = table.set_index("family").loc["ordering"]
+    assert sorted(table["rng_scope"]) == ["query", "stream"]
+    row = table.set_index("rng_scope").loc["stream"]
     rates = np.array([run.summary["drop_rate"], other.summary["drop_rate"]])
     assert row["n_seeds"] == 2
     assert row["drop_rate_mean"] == pytest.approx(rates.mean())

@@ -8,7 +8,8 @@ summary with the drop rate of the seed, the unchanged fraction (protocol §8.1 r
 shares of queries that drop/stay/rise, a query-bootstrap interval and the paired tests
 (improvements, §8.2). :func:`write_variation_run` stores it under experiment
 ``query_variations``: variant ``none`` (clean, seed-independent, ``seed-none``) and variant =
-family code key for the seed.
+family code key for the seed (suffixed ``_rng-query`` for per-query seeding, an improvement kept
+apart from the study's runs).
 
 Variant files are shared by all systems (one per dataset, split, family, seed and RNG scope)
 under ``variants_dir``: the first run writes it, later runs with other systems read it.
@@ -47,11 +48,25 @@ DROP_RATE_MEASURE = "nDCG@10"
 SYNONYM_RESOURCE_MODEL = "minilm"
 
 
+def variation_variant(family: str, rng_scope: str = "stream") -> str:
+    """Results-store variant of a family's runs: the family key, suffixed for the per-query RNG.
+
+    Runs with ``rng_scope="query"`` are an improvement and are stored apart from the study's
+    (protocol §8.2): ``mispelling`` vs ``mispelling_rng-query``.
+    """
+    return family if rng_scope == "stream" else f"{family}_rng-{rng_scope}"
+
+
+def _split_variant(variant: str) -> tuple[str, str]:
+    family, _, scope = variant.partition("_rng-")
+    return family, scope or "stream"
+
+
 def variant_file(variants_dir: str | os.PathLike, dataset: str, split: str, family: str, seed: int,
                  rng_scope: str = "stream") -> Path:
     """Where the shared variant set of (dataset, split, family, seed, RNG scope) lives."""
-    scope = "" if rng_scope == "stream" else f"_rng-{rng_scope}"
-    return Path(variants_dir) / dataset / f"{dataset}_{split}_{family}_seed-{seed}{scope}.jsonl"
+    name = f"{dataset}_{split}_{variation_variant(family, rng_scope)}_seed-{seed}.jsonl"
+    return Path(variants_dir) / dataset / name
 
 
 def load_or_generate_variations(
@@ -151,7 +166,7 @@ def evaluate_variation(
                                              variants_dir=variants_dir, encoder=encoder)
     key = variations.provenance["family"]
     perturbed = evaluate(model, data, queries=variations.queries, encoder=encoder, top_k=top_k,
-                         variant=key, progress=False)
+                         variant=variation_variant(key, rng_scope), progress=False)
     stability = rank_stability(clean.run, perturbed.run)
     clean_scores = clean.per_query[DROP_RATE_MEASURE]
     perturbed_scores = perturbed.per_query[DROP_RATE_MEASURE].reindex(clean_scores.index)
@@ -213,7 +228,7 @@ def write_variation_run(run: VariationRun, store: ResultStore | str | os.PathLik
         **{k: v for k, v in run.summary.items() if k not in run.stability.columns},
     }
     entry = store.entry_dir(EXPERIMENT, run.perturbed.params["model"]["key"], run.perturbed.params["dataset"],
-                            run.variations.provenance["family"], seed)
+                            run.perturbed.params["variant"], seed)
     return clean_entry, store.write_entry(entry, params, per_query_long(wide), summary)
 
 
@@ -235,7 +250,8 @@ def aggregate_query_variations(
         rng: Source of the bootstrap and sign-flip draws (default: ``default_rng(0)``).
 
     Returns:
-        One row per (model, dataset, family) with ``n_seeds``, ``drop_rate_mean``,
+        One row per (model, dataset, family, RNG scope) with ``rng_scope`` (``stream`` for the
+        study's semantics), ``n_seeds``, ``drop_rate_mean``,
         ``drop_rate_std`` (population, ddof = 0), ``drop_rate_ci_low/high`` (query bootstrap of
         the seed mean), ``unchanged_fraction`` (mean over seeds), the shares of queries
         dropping/equal/rising (pooled over seeds), the mean rank stability, and the paired tests' p-values on the
@@ -257,13 +273,14 @@ def aggregate_query_variations(
     rows = []
     for (model, dataset), group in table.groupby(["model", "dataset"], sort=True):
         clean = group[(group.variant == CLEAN_VARIANT) & (group.measure == DROP_RATE_MEASURE)]
-        families = sorted(set(group.variant) - {CLEAN_VARIANT})
+        variants = sorted(set(group.variant) - {CLEAN_VARIANT})
         if clean.empty:
             raise ValueError(f"{store.root}/{EXPERIMENT}/{model}/{dataset}: no clean reference "
                              f"(variant {CLEAN_VARIANT!r}); run the query_variations notebook again")
         clean_scores = clean.set_index("query_id")["value"]
-        for family in families:
-            rows_family = group[group.variant == family]
+        for variant in variants:
+            family, rng_scope = _split_variant(variant)
+            rows_family = group[group.variant == variant]
             wide = rows_family.pivot_table(index=["seed", "query_id"], columns="measure", values="value")
             seeds = sorted(wide.index.get_level_values("seed").unique())
             per_seed = {s: wide.loc[s, DROP_RATE_MEASURE] for s in seeds}
@@ -274,7 +291,8 @@ def aggregate_query_variations(
                                  n_resamples=10 * n_resamples).set_index(["scores", "test"])
             delta = matrix - clean_scores.to_numpy()
             rows.append({
-                "model": model, "dataset": dataset, "family": family, "n_seeds": len(seeds),
+                "model": model, "dataset": dataset, "family": family, "rng_scope": rng_scope,
+                "n_seeds": len(seeds),
                 "clean": rates.clean,
                 "drop_rate_mean": rates.mean, "drop_rate_std": rates.std,
                 "drop_rate_ci_low": interval.low, "drop_rate_ci_high": interval.high,
