@@ -15,7 +15,10 @@ from robustir.perturb import FAMILY_NAMES, RNG_SCOPES, STUDY_SEEDS, FamilyUnavai
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    """Add the ``vary`` subcommand to the ``robustir`` parser."""
+    """Add the ``vary`` subcommand to the ``robustir`` parser.
+
+    Used in the book chapter "Query variations".
+    """
     vary = subparsers.add_parser(
         "vary", help="write perturbed queries of one family and seed (JSONL + provenance)",
         description="Generate one variant per query of a dataset split with one of the study's "
@@ -36,7 +39,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def vary_command(args: argparse.Namespace) -> int:
-    """Handler of ``robustir vary``; returns 0, or 3 when the family is unavailable here."""
+    """Handler of ``robustir vary``; returns 0, or 3 when the family is unavailable here.
+
+    Used in the book chapter "Query variations".
+    """
     from robustir.data import load_dataset
     from robustir.perturb import build_family, generate_variations
 

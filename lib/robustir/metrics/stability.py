@@ -55,6 +55,8 @@ def drop_rate(clean: float, perturbed: float) -> float:
     Examples:
         >>> drop_rate(0.5, 0.4)
         0.19999999999999996
+
+    Used in the book chapter "Query variations".
     """
     if not clean > 0:
         raise ValueError(f"the clean score is {clean}; a drop rate needs a positive clean score")
@@ -71,6 +73,8 @@ class DropRates:
         std: Population standard deviation over seeds (ddof = 0), the study's error bar.
         clean: Mean clean score.
         perturbed: Seed → mean perturbed score.
+
+    Used in the book chapter "Query variations".
     """
 
     per_seed: dict[int, float]
@@ -114,6 +118,8 @@ def query_change_fractions(clean: pd.Series, perturbed: pd.Series, *, tolerance:
 
     Returns:
         ``{"drop": …, "equal": …, "rise": …}``, fractions summing to 1.
+
+    Used in the book chapter "Query variations".
     """
     delta = (_aligned(clean, perturbed, "query_change_fractions") - clean).to_numpy()
     n = max(len(delta), 1)
@@ -125,7 +131,10 @@ def query_change_fractions(clean: pd.Series, perturbed: pd.Series, *, tolerance:
 
 
 def jaccard_at_k(first: Sequence[str], second: Sequence[str], k: int = OVERLAP_DEPTH) -> float:
-    """|A ∩ B| / |A ∪ B| of the two top-k sets, in [0, 1] (1 for two empty lists)."""
+    """|A ∩ B| / |A ∪ B| of the two top-k sets, in [0, 1] (1 for two empty lists).
+
+    Used in the book chapter "Query variations".
+    """
     a, b = set(first[:k]), set(second[:k])
     return len(a & b) / len(a | b) if a | b else 1.0
 
@@ -139,6 +148,8 @@ def rank_biased_overlap(first: Sequence[str], second: Sequence[str], p: float = 
     Args:
         first, second: Ranked ids, best first.
         p: Persistence in (0, 1); the weight of depth d decays as p^(d−1).
+
+    Used in the book chapter "Query variations".
     """
     if not 0 < p < 1:
         raise ValueError(f"RBO persistence p must be in (0, 1), got {p}")
@@ -171,6 +182,8 @@ def kendall_tau_union(first: Sequence[str], second: Sequence[str], k: int = OVER
 
     Each document of the union is ranked by its 1-based position in each full ranking; a
     document missing from a ranking gets that ranking's length + 1 (tied at the bottom).
+
+    Used in the book chapter "Query variations".
     """
     union = list(dict.fromkeys(list(first[:k]) + list(second[:k])))
     if len(union) < 2:

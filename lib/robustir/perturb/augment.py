@@ -37,6 +37,8 @@ class GeneratorFailure(Exception):
 
     The study then uses the original query as that generator's candidate (protocol §4.3,
     e.g. ``WordSwapQWERTY`` on a character without keyboard neighbours).
+
+    Used in the book chapter "Query variations".
     """
 
 
@@ -47,6 +49,8 @@ class Candidate:
     Attributes:
         text: The edited query.
         indices: The word indices the step changed.
+
+    Used in the book chapter "Query variations".
     """
 
     text: str
@@ -70,6 +74,8 @@ class WordTransformation(QueryGenerator):
         skip_stopwords: Apply the stop-word constraint.
         min_word_length: Minimum word length in characters (0 disables the constraint).
         post_constraint: Optional filter applied to the candidates of one step.
+
+    Used in the book chapter "Query variations".
     """
 
     name: str = "word_transformation"
@@ -119,6 +125,8 @@ def augment(
 
     Raises:
         GeneratorFailure: The generator failed for this query (the caller keeps the original).
+
+    Used in the book chapter "Query variations".
     """
     original = text
     words = query_words(text)

@@ -53,6 +53,8 @@ def variation_variant(family: str, rng_scope: str = "stream") -> str:
 
     Runs with ``rng_scope="query"`` are an improvement and are stored apart from the study's
     (protocol §8.2): ``mispelling`` vs ``mispelling_rng-query``.
+
+    Used in the book chapter "Query variations".
     """
     return family if rng_scope == "stream" else f"{family}_rng-{rng_scope}"
 
@@ -64,7 +66,10 @@ def _split_variant(variant: str) -> tuple[str, str]:
 
 def variant_file(variants_dir: str | os.PathLike, dataset: str, split: str, family: str, seed: int,
                  rng_scope: str = "stream") -> Path:
-    """Where the shared variant set of (dataset, split, family, seed, RNG scope) lives."""
+    """Where the shared variant set of (dataset, split, family, seed, RNG scope) lives.
+
+    Used in the book chapter "Query variations".
+    """
     name = f"{dataset}_{split}_{variation_variant(family, rng_scope)}_seed-{seed}.jsonl"
     return Path(variants_dir) / dataset / name
 
@@ -92,6 +97,8 @@ def load_or_generate_variations(
     Raises:
         ValueError: A stored file was made with other settings (the message names it).
         FamilyUnavailable: The family cannot be built here.
+
+    Used in the book chapter "Query variations".
     """
     key = family.key if isinstance(family, Family) else resolve_family(family)
     path = variant_file(variants_dir, data.name, data.split, key, seed, rng_scope) if variants_dir else None
@@ -124,6 +131,8 @@ class VariationRun:
         variations: The variant set with its provenance.
         stability: Per-query ``Jaccard@10``, ``RBO@100``, ``KendallTau@10`` (clean vs perturbed).
         summary: Drop rate (fraction) of ``nDCG@10`` and the other per-seed statistics.
+
+    Used in the book chapter "Query variations".
     """
 
     clean: Evaluation
@@ -205,6 +214,8 @@ def write_variation_run(run: VariationRun, store: ResultStore | str | os.PathLik
 
     Returns:
         The clean and the perturbed entry folders.
+
+    Used in the book chapter "Query variations".
     """
     if not isinstance(store, ResultStore):
         store = ResultStore(store)

@@ -16,6 +16,8 @@ class QueryGenerator:
 
     Attributes:
         name: Generator name recorded with every variant (e.g. ``qwerty_substitution``).
+
+    Used in the book chapter "Query variations".
     """
 
     name: str = "generator"
@@ -38,6 +40,8 @@ class Family:
         display_name: The paper's name (Misspelling, Reordering, …).
         generators: The generators, in the study's order; each contributes one candidate.
         parameters: Everything else that shapes the output, recorded as provenance.
+
+    Used in the book chapter "Query variations".
     """
 
     key: str
@@ -52,6 +56,8 @@ class FamilyUnavailable(RuntimeError):
     Attributes:
         family: The family's code key.
         reason: Why, and what would make it available.
+
+    Used in the book chapter "Query variations".
     """
 
     def __init__(self, family: str, reason: str):

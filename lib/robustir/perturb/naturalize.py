@@ -17,7 +17,10 @@ from robustir.perturb.stopwords import ENGLISH_STOPWORD_SET
 
 
 class StopwordRemoval(QueryGenerator):
-    """Lower-case the query and drop its stop-word tokens."""
+    """Lower-case the query and drop its stop-word tokens.
+
+    Used in the book chapter "Query variations".
+    """
 
     name = "stopword_removal"
 

@@ -69,7 +69,10 @@ class _Seq2SeqGenerator(QueryGenerator):
 
 
 class BackTranslation(_Seq2SeqGenerator):
-    """English → German → English with M2M100 and its default generation settings."""
+    """English → German → English with M2M100 and its default generation settings.
+
+    Used in the book chapter "Query variations".
+    """
 
     name = "back_translation"
 
@@ -92,7 +95,10 @@ class BackTranslation(_Seq2SeqGenerator):
 
 
 class T5Paraphrase(_Seq2SeqGenerator):
-    """T5 fine-tuned on QQP: input ``"paraphrase : {q}? </s>"``, 4 beams, at most 40 tokens."""
+    """T5 fine-tuned on QQP: input ``"paraphrase : {q}? </s>"``, 4 beams, at most 40 tokens.
+
+    Used in the book chapter "Query variations".
+    """
 
     name = "t5_paraphrase"
 

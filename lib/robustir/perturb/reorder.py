@@ -18,7 +18,10 @@ from robustir.perturb.words import Word
 
 
 class WordInnerSwap(WordTransformation):
-    """Exchange the word at an index with a uniformly drawn other word."""
+    """Exchange the word at an index with a uniformly drawn other word.
+
+    Used in the book chapter "Query variations".
+    """
 
     name = "word_inner_swap"
     skip_stopwords = False

@@ -78,7 +78,10 @@ def _wordnet_synonyms(word: str) -> tuple[str, ...]:
 
 
 def restore_case(replacement: str, original: str) -> str:
-    """Give ``replacement`` the case pattern of ``original`` (lower, UPPER or Capitalised)."""
+    """Give ``replacement`` the case pattern of ``original`` (lower, UPPER or Capitalised).
+
+    Used in the book chapter "Query variations".
+    """
     if original.isupper() and len(original) > 1:
         return replacement.upper()
     if original[:1].isupper():
@@ -91,6 +94,8 @@ def text_window(words: Sequence[Word], text: str, index: int, size: int) -> str:
 
     Near either end the window is shifted to stay inside the query (TextAttack's
     ``text_window_around_index`` rule): it starts at word ``index − ceil((size−1)/2)``.
+
+    Used in the book chapter "Query variations".
     """
     half = (size - 1) / 2
     if index - half < 0:
@@ -110,6 +115,8 @@ class SentenceSimilarity:
         encode: Sentence encoder (unit vectors); MiniLM here, USE in the study.
         threshold: Minimum cosine between the original and the candidate windows.
         window_size: Words per window; candidates with fewer words always pass.
+
+    Used in the book chapter "Query variations".
     """
 
     encode: SentenceEncoder
@@ -150,6 +157,8 @@ class WordEmbedding:
         words: The vocabulary (lower case, one word each).
         vectors: Unit-norm float32 vectors, one row per word.
         source: Where the vectors come from (recorded as provenance).
+
+    Used in the book chapter "Query variations".
     """
 
     words: tuple[str, ...]
@@ -199,6 +208,8 @@ class WordNetSwap(WordTransformation):
     Args:
         sentence_similarity: The post-constraint (``None`` applies none, which for queries of
             15 or more words is a further deviation and is recorded as such).
+
+    Used in the book chapter "Query variations".
     """
 
     name = "wordnet_swap"
@@ -218,6 +229,8 @@ class EmbeddingNeighbourSwap(WordTransformation):
         embedding: The word vectors.
         max_candidates: Neighbours considered per word.
         min_cos_sim: Minimum word-vector cosine (the ``WordEmbeddingDistance`` constraint).
+
+    Used in the book chapter "Query variations".
     """
 
     name = "embedding_swap"
@@ -243,7 +256,10 @@ class EmbeddingNeighbourSwap(WordTransformation):
 
 
 def check_wordnet() -> None:
-    """Raise :class:`FamilyUnavailable` unless NLTK can read WordNet 3.0."""
+    """Raise :class:`FamilyUnavailable` unless NLTK can read WordNet 3.0.
+
+    Used in the book chapter "Query variations".
+    """
     from nltk.corpus import wordnet
 
     try:

@@ -34,7 +34,10 @@ QWERTY_NEIGHBOURS: dict[str, str] = {
 
 
 def keyboard_neighbours(character: str) -> str:
-    """Keyboard neighbours of a character; upper case maps to upper case, others to ``""``."""
+    """Keyboard neighbours of a character; upper case maps to upper case, others to ``""``.
+
+    Used in the book chapter "Query variations".
+    """
     neighbours = QWERTY_NEIGHBOURS.get(character.lower(), "")
     return neighbours.upper() if character.isupper() else neighbours
 
@@ -51,7 +54,10 @@ class _CharacterEdit(WordTransformation):
 
 
 class NeighbouringCharacterSwap(_CharacterEdit):
-    """Swap w[i] and w[i+1], i uniform in {0, …, |w|−2} (``WordSwapNeighboringCharacterSwap``)."""
+    """Swap w[i] and w[i+1], i uniform in {0, …, |w|−2} (``WordSwapNeighboringCharacterSwap``).
+
+    Used in the book chapter "Query variations".
+    """
 
     name = "neighbouring_character_swap"
 
@@ -61,7 +67,10 @@ class NeighbouringCharacterSwap(_CharacterEdit):
 
 
 class RandomCharacterSubstitution(_CharacterEdit):
-    """Replace w[i] by a random ASCII letter (``WordSwapRandomCharacterSubstitution``)."""
+    """Replace w[i] by a random ASCII letter (``WordSwapRandomCharacterSubstitution``).
+
+    Used in the book chapter "Query variations".
+    """
 
     name = "random_character_substitution"
 
@@ -76,6 +85,8 @@ class QwertySubstitution(_CharacterEdit):
     A drawn character without neighbours (a digit, a symbol, a non-ASCII letter) makes the
     whole generator fail for the query, as the stock TextAttack class raises; the family then
     uses the original query as this generator's candidate (protocol §4.3, row 3).
+
+    Used in the book chapter "Query variations".
     """
 
     name = "qwerty_substitution"
@@ -89,7 +100,10 @@ class QwertySubstitution(_CharacterEdit):
 
 
 class RandomCharacterDeletion(_CharacterEdit):
-    """Delete w[i], i uniform in {0, …, |w|−1} (``WordSwapRandomCharacterDeletion``)."""
+    """Delete w[i], i uniform in {0, …, |w|−1} (``WordSwapRandomCharacterDeletion``).
+
+    Used in the book chapter "Query variations".
+    """
 
     name = "random_character_deletion"
 
@@ -99,7 +113,10 @@ class RandomCharacterDeletion(_CharacterEdit):
 
 
 class RandomCharacterInsertion(_CharacterEdit):
-    """Insert a random ASCII letter before w[i], i in {0, …, |w|−1} (never at the end)."""
+    """Insert a random ASCII letter before w[i], i in {0, …, |w|−1} (never at the end).
+
+    Used in the book chapter "Query variations".
+    """
 
     name = "random_character_insertion"
 
@@ -113,6 +130,8 @@ class FixedQwertySubstitution(_CharacterEdit):
 
     A character without neighbours is replaced by a uniformly drawn lower-case key of the
     26-letter table (protocol §4.3, row 6; inferred to be what the study used).
+
+    Used in the book chapter "Query variations".
     """
 
     name = "fixed_qwerty_substitution"

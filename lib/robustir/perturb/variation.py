@@ -67,6 +67,8 @@ def resolve_family(name: str) -> str:
 
     Raises:
         ValueError: Unknown family; the message lists the known ones.
+
+    Used in the book chapter "Query variations".
     """
     key = _ALIASES.get(name.strip().lower())
     if key is None:
@@ -138,6 +140,8 @@ class FamilyStatus:
         family: Code key.
         available: ``True`` when its generators could be built.
         reason: Empty when available; otherwise what is missing and how to get it.
+
+    Used in the book chapter "Query variations".
     """
 
     family: str
@@ -165,6 +169,8 @@ class QueryVariation:
         original: The clean query.
         generator: Name of the generator whose candidate was chosen.
         changed: ``text != original``.
+
+    Used in the book chapter "Query variations".
     """
 
     query_id: str
@@ -181,6 +187,8 @@ class VariationSet:
     Attributes:
         variations: Query id → variant, in the query set's order.
         provenance: Family, seed, RNG scope, generators, parameters, library version, counts.
+
+    Used in the book chapter "Query variations".
     """
 
     variations: dict[str, QueryVariation]
@@ -247,7 +255,10 @@ class VariationSet:
 
 
 def provenance_path(path: str | Path) -> Path:
-    """The provenance sidecar written beside a variant file."""
+    """The provenance sidecar written beside a variant file.
+
+    Used in the book chapter "Query variations".
+    """
     path = Path(path)
     return path.with_name(path.stem + ".provenance.json")
 
@@ -259,7 +270,10 @@ def _atomic_write(path: Path, text: str) -> None:
 
 
 def query_rng(seed: int, dataset: str, query_id: str) -> random.Random:
-    """The per-query generator of ``rng_scope="query"``: seeded by SHA-256 of (seed, dataset, qid)."""
+    """The per-query generator of ``rng_scope="query"``: seeded by SHA-256 of (seed, dataset, qid).
+
+    Used in the book chapter "Query variations".
+    """
     digest = hashlib.sha256(f"{seed}\x1f{dataset}\x1f{query_id}".encode()).digest()
     return random.Random(int.from_bytes(digest[:8], "big"))
 

@@ -27,6 +27,8 @@ class Word:
         text: The word as written (case preserved).
         start: Offset of its first character in the query (0-based, in characters).
         end: Offset just past its last character.
+
+    Used in the book chapter "Query variations".
     """
 
     text: str
@@ -55,6 +57,8 @@ def is_single_word(text: str) -> bool:
 
     Replacements that are not (multi-word WordNet lemmas, a deletion that leaves a bare
     joiner) are discarded, as TextAttack discards multi-token substitutes.
+
+    Used in the book chapter "Query variations".
     """
     words = query_words(text)
     return len(words) == 1 and words[0].text == text
@@ -71,6 +75,8 @@ def replace_words(text: str, words: Sequence[Word], edits: Mapping[int, str]) ->
 
     Returns:
         The edited query; characters outside the edited spans are unchanged.
+
+    Used in the book chapter "Query variations".
     """
     pieces, cursor = [], 0
     for index in sorted(edits):

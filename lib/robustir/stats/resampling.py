@@ -51,6 +51,8 @@ class BootstrapInterval:
         low, high: Interval bounds.
         confidence: Coverage, e.g. 0.95.
         n_resamples: Resamples used (those with a zero clean mean are left out and logged).
+
+    Used in the book chapter "Query variations".
     """
 
     estimate: float
@@ -128,6 +130,8 @@ class PairedTest:
             Wilcoxon W otherwise.
         p_value: Two-sided p-value.
         n_queries: Queries entering the test (Wilcoxon: non-zero differences only).
+
+    Used in the book chapter "Query variations".
     """
 
     test: str
@@ -143,6 +147,8 @@ def paired_randomisation_test(
 
     Under the null, each query's difference is equally likely to have either sign. The p-value
     is (1 + #{|flipped mean| ≥ |observed mean|}) / (1 + B), which is never 0.
+
+    Used in the book chapter "Query variations".
     """
     clean, matrix = _as_matrix(clean, perturbed)
     difference = matrix[0] - clean
@@ -158,6 +164,8 @@ def wilcoxon_test(clean: np.ndarray, perturbed: np.ndarray) -> PairedTest:
     """Wilcoxon signed-rank test; zero differences (often unchanged queries) are dropped.
 
     With no non-zero difference there is no evidence of a change: p = 1.
+
+    Used in the book chapter "Query variations".
     """
     clean, matrix = _as_matrix(clean, perturbed)
     difference = matrix[0] - clean
