@@ -173,3 +173,21 @@ def test_figures_of_the_analysis_are_images_that_loaded(built_book, browser):
         "return Array.from(document.images, img => [img.naturalWidth, img.naturalHeight])")
     figures = [size for size in sizes if size[0] > 200]
     assert figures, "the generalizability analysis shows no figure"
+
+
+def test_available_toc_drops_missing_documents_and_empty_parts(tmp_path):
+    (tmp_path / "book" / "runs").mkdir(parents=True)
+    for name in ("index.md", "intro.md", "runs/present.ipynb"):
+        (tmp_path / "book" / name).write_text("x")
+    toc = {"format": "jb-book", "root": "book/index", "parts": [
+        {"caption": "Results", "chapters": [
+            {"file": "book/intro", "sections": [{"file": "book/runs/present"},
+                                                {"file": "book/runs/absent"}]},
+            {"file": "book/runs/gone", "sections": [{"file": "book/runs/present"}]}]},
+        {"caption": "Empty", "chapters": [{"file": "book/runs/absent"}]}]}
+    (tmp_path / "_toc.yml").write_text(yaml.safe_dump(toc, sort_keys=False))
+    missing = available_toc(tmp_path, tmp_path / "_build" / "_toc.yml")
+    assert missing == ["book/runs/absent", "book/runs/gone", "book/runs/absent"]
+    pruned = yaml.safe_load((tmp_path / "_build" / "_toc.yml").read_text())
+    assert pruned["parts"] == [{"caption": "Results", "chapters": [
+        {"file": "book/intro", "sections": [{"file": "book/runs/present"}]}]}]
