@@ -1,0 +1,73 @@
+# ---
+# jupyter:
+#   jupytext:
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # Corpus poisoning across systems, datasets and seeds
+#
+# The aggregate of the `corpus_poisoning` runs in the results store, in the layout of the
+# study's Table 3 (protocol §5.3 step 5): ASR@20 × 100, mean ± population standard deviation
+# over the seeds, for N = 10 and N = 50 adversarial passages. The number of seeds behind each
+# cell is in parentheses. The baselines (the initial gold passages and query-text injection)
+# and the change in nDCG@10 caused by the poisoning (improvement §8.2 item 11) follow.
+
+# %% tags=["parameters"]
+output = "results"  # results-store root written by notebooks/corpus_poisoning.py
+measure = "ASR@20"  # the study reports ASR@20
+n_passages = [10, 50]  # the N shown (the study: 10 and 50)
+
+# %%
+import pandas as pd
+
+from robustir.attack import poisoning_table
+from robustir.results import ResultStore
+
+summaries = ResultStore(output).read_summaries("corpus_poisoning")
+if summaries.empty:
+    raise FileNotFoundError(
+        f"no corpus_poisoning results under {output!r}: run notebooks/corpus_poisoning.py "
+        "(or `robustir poison`) first"
+    )
+shown = summaries[summaries["variant"].str.extract(r"_N(\d+)")[0].astype(int).isin(n_passages)]
+
+# %% [markdown]
+# ## Table 3: attack success of HotFlip passages
+#
+# Rows are the systems (float32 attack; a bfloat16 attack, when run, is a separate row block),
+# columns the evaluation datasets and N.
+
+# %%
+table = poisoning_table(shown, measure)
+has_hotflip = "hotflip" in table.index.get_level_values("passages")
+table.xs("hotflip", level="passages") if has_hotflip else table.iloc[:0]
+
+# %% [markdown]
+# ## What the optimisation adds
+#
+# The same measure for the passages HotFlip starts from (`gold`) and for passages made of the
+# clusters' training queries (`query_text`), beside the optimised ones.
+
+# %%
+table
+
+# %% [markdown]
+# ## Damage to retrieval quality
+#
+# Mean change of nDCG@10 (poisoned − clean, ×100) over the test queries; negative values mean
+# adversarial passages pushed relevant documents out of the top 10.
+
+# %%
+poisoning_table(shown, "nDCG@10 change", digits=2)
+
+# %%
+# NBVAL_CHECK_OUTPUT
+for (passages, dtype, model), row in table.iterrows():
+    print(passages, dtype, model, " | ".join(f"{d} N={n}: {v}" for (d, n), v in row.dropna().items()))
