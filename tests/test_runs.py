@@ -168,10 +168,10 @@ def test_dask_executor_writes_the_same_store_as_the_local_one(tmp_path):
     local, dask = tmp_path / "local", tmp_path / "dask"
     for directory in (local, dask):
         directory.mkdir()
-        _grid_file(directory, models=["model-a"])
+        _grid_file(directory, models=["model-a"], variants={"typo": {"family": "typo"}})
     run_grid(load_grid(local / "grid.yaml", base=local), executor="local", workers=2)
     report = run_grid(load_grid(dask / "grid.yaml", base=dask), executor="dask", workers=2)
-    assert len(report.ran) == 4
+    assert report.ran == ["tiny/model-a/data-x/typo/seed-1", "tiny/model-a/data-x/typo/seed-2"]
     assert _store_files(dask / "results") == _store_files(local / "results")
 
 
@@ -217,3 +217,27 @@ def test_default_grid_runs_offline_models_on_local_data():
                for job in grid.jobs)
     geometry_models = {job.model for job in grid.jobs if job.experiment == "geometry"}
     assert len(geometry_models) >= 6
+
+
+def test_cli_reports_a_bad_grid_with_exit_status_2(tmp_path, capsys, monkeypatch):
+    from robustir.cli_run import main
+
+    monkeypatch.chdir(tmp_path)
+    path = _grid_file(tmp_path, seeds="1999")
+    assert main(["run", str(path)]) == 2
+    error = capsys.readouterr().err
+    assert "analyses[0]: 'seeds' must be a non-empty list of integers" in error
+    valid = _grid_file(tmp_path)
+    assert main(["run", str(valid), "--executor", "local", "--scheduler", "tcp://x:1"]) == 2
+    assert "--scheduler needs --executor dask" in capsys.readouterr().err
+
+
+def test_cli_runs_then_skips(tmp_path, capsys, monkeypatch):
+    from robustir.cli_run import main
+
+    monkeypatch.chdir(tmp_path)
+    path = _grid_file(tmp_path, models=["model-a"], seeds=[1], variants={"clean": {"family": "clean"}})
+    assert main(["run", str(path), "--workers", "1"]) == 0
+    assert "1 job(s) ran, 0 already finished" in capsys.readouterr().out
+    assert main(["run", str(path), "--only-missing"]) == 0
+    assert "0 job(s) ran, 1 already finished" in capsys.readouterr().out
