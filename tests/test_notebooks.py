@@ -35,11 +35,13 @@ CHECK_MARKER = "# NBVAL_CHECK_OUTPUT"
 RECORD = os.environ.get("ROBUSTIR_RECORD_NOTEBOOK_OUTPUTS") == "1"
 
 
-def small_parameters(stem: str, data_root: Path, store: Path) -> dict | None:
+def small_parameters(stem: str, data_root: Path, store: Path, full_data: Path) -> dict | None:
     """Parameters that make ``notebooks/<stem>.py`` run in seconds (None: not known yet).
 
-    Data: the 300-document, 40-query SciFact subset of ``conftest.scifact_mini``. All notebooks
-    share one store, so the aggregates (run last) read what the analyses wrote.
+    Data: the 300-document, 40-query SciFact subset of ``conftest.scifact_mini``; the attack
+    needs SciFact's training split, so it reads ``full_data`` (its corpus embeddings come from
+    the session cache). All notebooks share one store, so the aggregates (run last) read what
+    the analyses wrote.
     """
     data = {"data_root": str(data_root)}
     table = {
@@ -50,6 +52,11 @@ def small_parameters(stem: str, data_root: Path, store: Path) -> dict | None:
                              "variants_dir": str(store / "query_variants"), **data},
         "geometry": {"model": "minilm", "dataset": "scifact", "seed": 1999, "sample_size": 200,
                      "n_pairs": 1000, "output": str(store), **data},
+        "corpus_poisoning": {"model": "minilm", "dataset": "scifact", "n_passages": 2,
+                             "iterations": 2, "candidates": 10, "seed": 1999,
+                             "baselines": False, "output": str(store),
+                             "data_root": str(full_data)},
+        "corpus_poisoning_summary": {"output": str(store), "n_passages": [2]},
         "generalizability": {"results_dir": str(store), "classify_query_types": False},
         "query_variations_summary": {"output": str(store), "n_resamples": 100},
         "geometry_summary": {"output": str(store),
@@ -81,12 +88,12 @@ def store(tmp_path_factory) -> Path:
 
 
 @pytest.mark.parametrize("source", [FIXTURE, *NOTEBOOKS], ids=lambda p: p.stem)
-def test_notebook_runs_with_small_parameters(source, scifact_mini, store, tmp_path):
+def test_notebook_runs_with_small_parameters(source, scifact_mini, shared_data, store, tmp_path):
     import jupytext
     import nbformat
     import papermill
 
-    parameters = small_parameters(source.stem, scifact_mini.parent, store)
+    parameters = small_parameters(source.stem, scifact_mini.parent, store, shared_data)
     if parameters is None:
         pytest.skip(f"no small parameters for notebooks/{source.name} yet: add them to "
                     "small_parameters() in tests/test_notebooks.py")

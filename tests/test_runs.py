@@ -205,6 +205,12 @@ def test_paper_grid_is_the_study_as_published():
     assert len({job.model for job in variations}) == 10
     geometry = [job for job in grid.jobs if job.experiment == "geometry"]
     assert {job.parameters["sample_size"] for job in geometry} == {100_000}
+    attacks = [job for job in grid.jobs if job.experiment == "corpus_poisoning"]
+    assert {(job.parameters["iterations"], job.parameters["candidates"],
+             job.parameters["batch_size"], job.parameters["passage_length"]) for job in attacks} \
+        == {(5000, 100, 64, 50)}
+    assert {job.parameters["n_passages"] for job in attacks} == {10, 50}
+    assert {job.dataset for job in attacks} == {"nq", "hotpotqa", "msmarco"}
 
 
 def test_default_grid_runs_offline_models_on_local_data():
