@@ -130,7 +130,7 @@ def _package_version(package: str | None) -> str | None:
         return None
 
 
-def _dequantised_copy(spec: ModelSpec, location: str) -> str:
+def _dequantised_copy(location: str, gguf_file: str) -> str:
     """A float32 copy of GGUF weights, written once, so later loads skip dequantisation.
 
     transformers dequantises GGUF files on every load (≈20 s for SmolLM2-135M on 2 cores) and
@@ -138,13 +138,13 @@ def _dequantised_copy(spec: ModelSpec, location: str) -> str:
     """
     from transformers import AutoModel, AutoTokenizer
 
-    digest = hashlib.sha256(f"{location}/{spec.gguf_file}".encode()).hexdigest()[:16]
-    target = default_cache_dir() / "models" / f"{spec.gguf_file}-{digest}"
+    digest = hashlib.sha256(f"{location}/{gguf_file}".encode()).hexdigest()[:16]
+    target = default_cache_dir() / "models" / f"{gguf_file}-{digest}"
     if (target / "config.json").exists():
         return str(target)
-    log.info("dequantising %s once into %s", spec.gguf_file, target)
-    tokenizer = AutoTokenizer.from_pretrained(location, gguf_file=spec.gguf_file)
-    model = AutoModel.from_pretrained(location, gguf_file=spec.gguf_file, dtype=torch.float32)
+    log.info("dequantising %s once into %s", gguf_file, target)
+    tokenizer = AutoTokenizer.from_pretrained(location, gguf_file=gguf_file)
+    model = AutoModel.from_pretrained(location, gguf_file=gguf_file, dtype=torch.float32)
     model.hf_quantizer = None
     if hasattr(model.config, "quantization_config"):
         del model.config.quantization_config
@@ -160,19 +160,14 @@ def _dequantised_copy(spec: ModelSpec, location: str) -> str:
     return str(target)
 
 
-@functools.lru_cache(maxsize=4)
 def _load_transformer(spec: ModelSpec, device: str, dtype: str):
-    from transformers import AutoModel, AutoTokenizer
-
+    """Tokenizer and model of ``spec``; catalog variants of one model share one load."""
     location = spec.weights_location()
     if spec.gguf_file:
-        location = _dequantised_copy(spec, location)
+        location = _dequantised_copy(location, spec.gguf_file)
     try:
-        tokenizer = AutoTokenizer.from_pretrained(
-            location, trust_remote_code=spec.trust_remote_code
-        )
-        model = AutoModel.from_pretrained(
-            location, dtype=getattr(torch, dtype), trust_remote_code=spec.trust_remote_code
+        return _load_weights(
+            location, spec.trust_remote_code, spec.padding_side, device, dtype
         )
     except OSError as error:
         raise OSError(
@@ -180,8 +175,20 @@ def _load_transformer(spec: ModelSpec, device: str, dtype: str):
             f"package-shipped models load (minilm*, smollm2*, wordllama); the study's models "
             f"need the model hub or a local copy of {spec.hf_id!r}."
         ) from error
-    if spec.padding_side:
-        tokenizer.padding_side = spec.padding_side
+
+
+@functools.lru_cache(maxsize=4)
+def _load_weights(
+    location: str, trust_remote_code: bool, padding_side: str | None, device: str, dtype: str
+):
+    from transformers import AutoModel, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(location, trust_remote_code=trust_remote_code)
+    model = AutoModel.from_pretrained(
+        location, dtype=getattr(torch, dtype), trust_remote_code=trust_remote_code
+    )
+    if padding_side:
+        tokenizer.padding_side = padding_side
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     model.eval().to(device)
@@ -244,17 +251,23 @@ class Encoder:
         self.cache = cache
         self.progress = progress
         self.stats = EncoderStats()
+        self._loaded = None
 
     # --- model access -------------------------------------------------------------------
+    def _weights(self):
+        if self._loaded is None:
+            self._loaded = _load_transformer(self.spec, str(self.device), self.dtype)
+        return self._loaded
+
     @property
     def tokenizer(self):
         """The Hugging Face tokenizer (loaded on first use)."""
-        return _load_transformer(self.spec, str(self.device), self.dtype)[0]
+        return self._weights()[0]
 
     @property
     def model(self) -> torch.nn.Module:
         """The Hugging Face encoder model, without an LM head (loaded on first use)."""
-        return _load_transformer(self.spec, str(self.device), self.dtype)[1]
+        return self._weights()[1]
 
     @property
     def input_embeddings(self) -> torch.nn.Embedding:

@@ -1,0 +1,66 @@
+"""Shared test fixtures: the shared datasets, a session-wide embedding cache and a small
+SciFact subset written as a BEIR folder (fast enough for every model, including SmolLM2)."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = Path(os.environ.get("ROBUSTIR_SHARED_DATA") or REPO.parent / "shared" / "datasets")
+
+# Offline models only, quiet progress bars, and one cache for the whole session: the dequantised
+# SmolLM2 copy and the SciFact embeddings are computed once and reused by every test.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TQDM_DISABLE", "1")
+os.environ.setdefault("ROBUSTIR_CACHE", str(REPO / "build" / "test-cache"))
+os.environ.setdefault("NLTK_DATA", str(REPO / "build" / "nltk_data"))
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    """The shared BEIR folders (``../shared/datasets`` or ``$ROBUSTIR_SHARED_DATA``)."""
+    if not (SHARED_DATA / "scifact" / "corpus.jsonl").is_file():
+        pytest.skip(f"shared datasets not found at {SHARED_DATA} (set ROBUSTIR_SHARED_DATA)")
+    return SHARED_DATA
+
+
+@pytest.fixture(scope="session")
+def embedding_cache():
+    """The session's embedding cache (under ``$ROBUSTIR_CACHE``)."""
+    from robustir.cache import EmbeddingCache
+
+    return EmbeddingCache()
+
+
+@pytest.fixture(scope="session")
+def scifact_mini(shared_data, tmp_path_factory) -> Path:
+    """A BEIR folder ``…/scifact`` with 40 SciFact test queries, their gold documents and 260 others.
+
+    Deterministic: the first 40 judged queries in qrels order and the first 260 other
+    documents in corpus order.
+    """
+    from robustir.data import load_dataset
+
+    full = load_dataset(shared_data / "scifact", "test")
+    qids = list(full.qrels)[:40]
+    gold = {d for q in qids for d in full.qrels[q]}
+    others = [d for d in full.corpus if d not in gold][:260]
+    # named "scifact" so that prompts and task strings are SciFact's
+    folder = tmp_path_factory.mktemp("mini") / "scifact"
+    (folder / "qrels").mkdir(parents=True)
+    with (folder / "corpus.jsonl").open("w") as out:
+        for doc_id in [*sorted(gold), *others]:
+            out.write(json.dumps({"_id": doc_id, **full.corpus[doc_id]}) + "\n")
+    with (folder / "queries.jsonl").open("w") as out:
+        for qid in qids:
+            out.write(json.dumps({"_id": qid, "text": full.queries[qid]}) + "\n")
+    with (folder / "qrels" / "test.tsv").open("w") as out:
+        out.write("query-id\tcorpus-id\tscore\n")
+        for qid in qids:
+            for doc_id, grade in full.qrels[qid].items():
+                out.write(f"{qid}\t{doc_id}\t{grade}\n")
+    return folder

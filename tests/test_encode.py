@@ -1,0 +1,104 @@
+"""Pooling, prompts, padding invariance and the embedding cache, on the offline models."""
+
+import numpy as np
+import pytest
+import torch
+
+from robustir.cache import EmbeddingCache
+from robustir.encode import Encoder, pool
+from robustir.models import get_model_spec
+
+TEXTS = [
+    "Vitamin D deficiency raises the risk of fractures.",
+    "A much longer text, with many more words in it than the first one has, so that the "
+    "short one is padded when the two share a batch, whichever side the padding goes.",
+    "x",
+]
+
+
+def test_mean_pooling_ignores_padding():
+    hidden = torch.tensor([[[1.0, 2.0], [3.0, 4.0], [100.0, 100.0]]])
+    mask = torch.tensor([[1, 1, 0]])
+    assert pool(hidden, mask, "mean").tolist() == [[2.0, 3.0]]
+    assert pool(hidden, mask, "cls").tolist() == [[1.0, 2.0]]
+
+
+def test_last_token_pooling_left_and_right_padding():
+    hidden = torch.arange(12, dtype=torch.float32).reshape(2, 3, 2)
+    left = torch.tensor([[0, 1, 1], [1, 1, 1]])
+    assert pool(hidden, left, "last_token").tolist() == [[4.0, 5.0], [10.0, 11.0]]
+    right = torch.tensor([[1, 1, 0], [1, 1, 1]])
+    assert pool(hidden, right, "last_token").tolist() == [[2.0, 3.0], [10.0, 11.0]]
+
+
+def test_prompt_masked_mean_drops_the_prompt_and_needs_right_padding():
+    hidden = torch.tensor([[[10.0], [20.0], [1.0], [3.0], [99.0]]])
+    mask = torch.tensor([[1, 1, 1, 1, 0]])
+    assert pool(hidden, mask, "prompt_mean", prompt_length=2).tolist() == [[2.0]]
+    with pytest.raises(ValueError, match="right padding"):
+        pool(hidden, torch.tensor([[0, 1, 1, 1, 1]]), "prompt_mean", prompt_length=2)
+
+
+@pytest.mark.parametrize(
+    "key", ["minilm", "minilm_cls", "minilm_l3", "smollm2", "smollm2_mean", "smollm2_l15", "wordllama"]
+)
+def test_embedding_does_not_depend_on_the_batch(key):
+    encoder = Encoder(get_model_spec(key), progress=False, batch_size=8)
+    prompt = get_model_spec(key).query_prompt("scifact")
+    together = encoder.encode_texts(TEXTS, prompt)
+    for i, text in enumerate(TEXTS):
+        alone = encoder.encode_texts([text], prompt)
+        np.testing.assert_allclose(alone[0], together[i], atol=1e-5)
+    assert np.allclose(np.linalg.norm(together, axis=1), 1.0, atol=1e-5)
+
+
+def test_prompt_mean_pooling_is_padding_invariant_on_a_real_model():
+    spec = get_model_spec("minilm")
+    from dataclasses import replace
+
+    encoder = Encoder(replace(spec, pooling="prompt_mean"), progress=False)
+    together = encoder.encode_texts(TEXTS, "Instruct: find evidence\nQuery:")
+    alone = encoder.encode_texts(TEXTS[:1], "Instruct: find evidence\nQuery:")
+    np.testing.assert_allclose(alone[0], together[0], atol=1e-5)
+    plain = Encoder(spec, progress=False).encode_texts(TEXTS[:1], "Instruct: find evidence\nQuery:")
+    assert not np.allclose(plain[0], alone[0], atol=1e-3)  # the prompt really was masked
+
+
+def test_minilm_reproduces_the_sentence_transformers_example():
+    # cos = 0.7553 in the sentence-transformers documentation for this pair
+    vectors = Encoder(get_model_spec("minilm"), progress=False).encode_texts(
+        ["A man is eating food.", "A man is eating a piece of bread."]
+    )
+    assert float(vectors[0] @ vectors[1]) == pytest.approx(0.7553, abs=5e-4)
+
+
+def test_empty_text_is_encoded_as_pad_token():
+    encoder = Encoder(get_model_spec("minilm"), progress=False)
+    empty, pad = encoder.encode_texts(["   ", "[PAD]"])
+    np.testing.assert_allclose(empty, pad, atol=1e-6)
+
+
+def test_cache_serves_the_second_encoding(tmp_path):
+    corpus = {"d1": {"title": "T", "text": "first"}, "d2": {"title": "", "text": "second"}}
+    cache = EmbeddingCache(tmp_path)
+    first = Encoder(get_model_spec("minilm"), cache=cache, progress=False)
+    a = first.encode_corpus(corpus, "scifact")
+    second = Encoder(get_model_spec("minilm"), cache=cache, progress=False)
+    b = second.encode_corpus(corpus, "scifact")
+    assert second.stats.texts_encoded == 0 and second.stats.cache_hits == 1
+    assert b.ids == ["d1", "d2"] and np.array_equal(a.vectors, b.vectors)
+    # anything that changes the output changes the key: a different max length misses
+    third = Encoder(get_model_spec("minilm"), cache=cache, progress=False, max_length=8)
+    third.encode_corpus(corpus, "scifact")
+    assert third.stats.cache_misses == 1 and third.stats.texts_encoded == 2
+
+
+def test_bm25_is_not_an_encoder():
+    with pytest.raises(ValueError, match="not a dense system"):
+        Encoder(get_model_spec("bm25"))
+
+
+def test_study_model_offline_fails_with_a_clear_message():
+    encoder = Encoder(get_model_spec("contriever"), progress=False)
+    with pytest.raises(OSError, match="model hub or a local copy"):
+        encoder.encode_texts(["q"])
