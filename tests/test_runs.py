@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import random
 import signal
@@ -102,8 +103,11 @@ def test_run_skips_finished_and_reruns_after_a_notebook_edit(tmp_path):
     assert len(first.ran) == 2 and first.skipped == []
     assert all(job_finished(grid, job) for job in grid.jobs)
     # The executed notebook hides the parameter cells from the book's readers.
-    executed = grid.notebook_path(grid.jobs[0]).read_text()
-    assert '"injected-parameters",\n     "remove-input"' in executed
+    executed = json.loads(grid.notebook_path(grid.jobs[0]).read_text())
+    tags = [cell["metadata"].get("tags", []) for cell in executed["cells"]]
+    assert ["injected-parameters", "remove-input"] in tags
+    assert ["parameters", "remove-input"] in tags
+    assert executed["metadata"]["mystnb"] == {"execution_mode": "off"}  # never re-executed
 
     assert run_grid(grid).ran == []
     notebook.write_text(notebook.read_text() + "\n# an edit changes the source hash\n")

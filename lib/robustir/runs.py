@@ -343,15 +343,17 @@ def _write_atomically(path: Path, text: str) -> None:
     os.replace(temporary, path)
 
 
-def hide_parameter_inputs(notebook_path: Path) -> None:
-    """Tag the ``parameters`` and ``injected-parameters`` cells ``remove-input`` in place.
+def prepare_for_book(notebook_path: Path) -> None:
+    """Make an executed notebook ready to be rendered as it is, in place.
 
-    papermill cannot hide the cell it injects (environment.md §4.4); the book should show
-    results, not the plumbing that produced them.
+    Tags the ``parameters`` and ``injected-parameters`` cells ``remove-input`` (papermill cannot
+    hide the cell it injects; environment.md §4.4, pitfall 4) and sets the notebook's
+    ``mystnb.execution_mode`` to ``off``, so the book never executes it again (pitfall 1).
     """
     import nbformat
 
     notebook = nbformat.read(notebook_path, as_version=4)
+    notebook.metadata.setdefault("mystnb", {})["execution_mode"] = "off"
     for cell in notebook.cells:
         tags = cell.get("metadata", {}).get("tags", [])
         if any(tag in tags for tag in HIDDEN_INPUT_TAGS) and "remove-input" not in tags:
@@ -390,7 +392,7 @@ def execute_notebook(source: Path, output: Path, parameters: Mapping[str, Any], 
             if partial.exists():
                 os.replace(partial, output.with_name(f"{output.stem}.failed.ipynb"))
             raise
-    hide_parameter_inputs(partial)
+    prepare_for_book(partial)
     os.replace(partial, output)
 
 
