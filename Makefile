@@ -7,6 +7,7 @@ SETUP_STAMP := $(VENV)/.robustir-setup
 ROBUSTIR_DATA ?= $(if $(wildcard ../shared/datasets),$(abspath ../shared/datasets),$(CURDIR)/data)
 export ROBUSTIR_DATA
 export HF_HUB_OFFLINE ?= 1
+export ROBUSTIR_CACHE ?= $(CURDIR)/.cache/robustir
 export NLTK_DATA := $(CURDIR)/build/nltk_data
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
@@ -25,7 +26,8 @@ test: setup
 	TQDM_DISABLE=1 $(PY) -m pytest -p no:cacheprovider
 
 bench: setup
-	for b in benchmarks/*.py; do $(PY) $$b || exit 1; done
+	$(VENV)/bin/pip install -q -e ".[bench]"
+	for b in benchmarks/*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
 
 clean:
 	rm -rf _build build/nbtest results/.tmp-*
