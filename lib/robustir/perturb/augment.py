@@ -134,17 +134,17 @@ def augment(
     modified: set[int] = set()
     words_swapped = 0
     while words_swapped < words_to_swap:
-        candidates = []
+        edits = []
         for index, word in enumerate(words):
             if not transformation.modifiable(word):
                 continue
             for edit in transformation.edits(words, index, rng):
-                if not all(is_single_word(new) for new in edit.values()):
+                # an edit that rewrites words as themselves gives the current query: dropped
+                if all(words[i].text == new for i, new in edit.items()):
                     continue
-                edited = replace_words(text, words, edit)
-                if edited != text:
-                    candidates.append(Candidate(edited, tuple(sorted(edit))))
-        chosen = _choose_survivor(original, candidates, transformation.post_constraint, rng)
+                if all(is_single_word(new) for new in edit.values()):
+                    edits.append(edit)
+        chosen = _choose_survivor(original, text, words, edits, transformation.post_constraint, rng)
         if chosen is None:
             break
         text, words = chosen.text, query_words(chosen.text)
@@ -155,19 +155,29 @@ def augment(
 
 def _choose_survivor(
     original: str,
-    candidates: list[Candidate],
+    text: str,
+    words: list[Word],
+    edits: list[dict[int, str]],
     constraint: PostConstraint | None,
     rng: random.Random,
 ) -> Candidate | None:
-    """Draw one candidate uniformly among those that satisfy ``constraint``."""
-    if not candidates:
+    """Draw one edit uniformly among those whose query satisfies ``constraint``.
+
+    Candidate queries are only built for the edits drawn or checked: a long query has
+    thousands of candidate edits per step.
+    """
+
+    def candidate(edit: dict[int, str]) -> Candidate:
+        return Candidate(replace_words(text, words, edit), tuple(sorted(edit)))
+
+    if not edits:
         return None
     if constraint is None:
-        return rng.choice(candidates)
-    order = rng.sample(candidates, len(candidates))
+        return candidate(rng.choice(edits))
+    order = rng.sample(edits, len(edits))
     for start in range(0, len(order), _CONSTRAINT_BATCH):
-        batch = order[start : start + _CONSTRAINT_BATCH]
-        for candidate, keep in zip(batch, constraint(original, batch)):
+        batch = [candidate(edit) for edit in order[start : start + _CONSTRAINT_BATCH]]
+        for chosen, keep in zip(batch, constraint(original, batch)):
             if keep:
-                return candidate
+                return chosen
     return None

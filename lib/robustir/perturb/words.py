@@ -11,6 +11,7 @@ Used in the book chapter "Query variations".
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -52,6 +53,7 @@ def query_words(text: str) -> list[Word]:
     return [Word(m.group(), m.start(), m.end()) for m in _WORD.finditer(text)]
 
 
+@lru_cache(maxsize=131072)
 def is_single_word(text: str) -> bool:
     """Whether ``text`` is exactly one word in the sense of :func:`query_words`.
 
