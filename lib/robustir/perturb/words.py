@@ -11,9 +11,9 @@ Used in the book chapter "Query variations".
 from __future__ import annotations
 
 import re
-from functools import lru_cache
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 
 # A word starts with a word character (letters and digits of any script, or "_") and may
 # continue with word characters and the joiners TextAttack keeps inside words.
