@@ -41,6 +41,7 @@ data_root = None  # None: $ROBUSTIR_DATA or ./data
 cache_dir = None  # embedding cache folder; None: $ROBUSTIR_CACHE/embeddings or ~/.cache/robustir/embeddings
 device = None  # None: CUDA when available, else CPU
 batch_size = 32  # texts per forward pass (the study: 32 for the clean corpus)
+max_length = None  # token limit; None: the catalog's. Match the evaluate runs to share the cache
 output = "results"  # results-store root
 
 # %%
@@ -63,7 +64,8 @@ logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s")
 spec = get_model_spec(model)
 data = load_dataset(dataset, split=split, data_root=data_root)
 cache = EmbeddingCache(cache_dir)
-encoder = Encoder(spec, device=device, batch_size=batch_size, cache=cache, progress=False)
+encoder = Encoder(spec, device=device, batch_size=batch_size, max_length=max_length, cache=cache,
+                  progress=False)
 corpus_embeddings = encoder.encode_corpus(data.corpus, data.name)
 print(f"{spec.display_name} on {data.name}: {len(corpus_embeddings)} documents, "
       f"dimension {corpus_embeddings.vectors.shape[1]}")

@@ -1,7 +1,8 @@
 """Embedding geometry: IsoScore, average cosine, alignment, uniformity and spectral norms.
 
-Book chapter: *Embedding geometry and stability* (RQ3, protocol §6), fed by
-``notebooks/geometry.py`` and summarised by ``notebooks/geometry_summary.py``.
+Book chapters: *Embedding geometry* (teaching: what each measure means) and *Embedding
+geometry and scaling* (results, RQ3, protocol §6), fed by ``notebooks/geometry.py`` and
+summarised by ``notebooks/geometry_summary.py``.
 
 Conventions used throughout:
 
@@ -83,7 +84,7 @@ def _unit_rows(embeddings: np.ndarray, name: str = "embeddings") -> np.ndarray:
 def corpus_sort_lengths(corpus: Mapping[str, Mapping[str, str]]) -> np.ndarray:
     """Length of each document as the study sorts the corpus: ``len(title + text)`` in characters.
 
-    Used by the *Embedding geometry* chapter to stratify the corpus sample (protocol §1.2, §6.1).
+    Used by the *Embedding geometry and scaling* chapter to stratify the corpus sample (protocol §1.2, §6.1).
 
     Args:
         corpus: BEIR corpus ``{doc_id: {"title", "text"}}``; a missing title counts as empty.
@@ -111,7 +112,7 @@ def length_stratified_sample(
     stable ``sorted(..., reverse=True)``), and cut into shards of ``shard_size``. The sample size
     is split equally over the shards, the first ``sample_size % n_shards`` shards taking one
     extra; each shard is sampled uniformly without replacement, capped at its size. A corpus
-    smaller than ``sample_size`` is therefore taken whole. Used by the *Embedding geometry*
+    smaller than ``sample_size`` is therefore taken whole. Used by the *Embedding geometry and scaling*
     chapter.
 
     Args:
@@ -203,7 +204,7 @@ def principal_component_variances(embeddings: np.ndarray, *, chunk_size: int = 8
     ``ddof = 1`` variance of each coordinate; those variances are the eigenvalues of the sample
     covariance, which is what is computed here, accumulated chunk by chunk so a 100k x 4096
     float32 sample is never copied whole into float64. Used by :func:`isoscore`
-    (*Embedding geometry* chapter).
+    (*Embedding geometry and scaling* chapter).
 
     Args:
         embeddings: ``(n_samples, dimension)`` matrix, ``n_samples >= 2``.
@@ -232,7 +233,7 @@ def isoscore(embeddings: np.ndarray) -> float:
     ``d`` the dimension: ``Σ̂ = Σ·√d / ‖Σ‖``, defect ``δ = ‖Σ̂ − 1‖ / √(2(d − √d))`` and
     ``ι = ((d − δ²(d − √d))² − d) / (d(d − 1))``. ``ι = 1`` when every direction carries the same
     variance, ``0`` when one direction carries all of it, and ``(k − 1)/(d − 1)`` when ``k``
-    directions share it equally. Used by the *Embedding geometry* chapter.
+    directions share it equally. Used by the *Embedding geometry and scaling* chapter.
 
     Args:
         embeddings: ``(n_samples, dimension)`` matrix with ``n_samples > dimension > 1`` (the
@@ -273,7 +274,7 @@ def average_cosine(
 
     ``i`` and ``j`` are drawn independently and uniformly *with replacement*, so self-pairs are
     possible; the estimator's expectation is therefore ``‖μ̄‖²`` (μ̄ the mean unit vector), not
-    the distinct-pair mean of :func:`exact_average_cosine`. Used by the *Embedding geometry*
+    the distinct-pair mean of :func:`exact_average_cosine`. Used by the *Embedding geometry and scaling*
     chapter.
 
     Args:
@@ -302,7 +303,7 @@ def exact_average_cosine(embeddings: np.ndarray) -> float:
 
     For unit rows ``u_i`` with mean ``μ̄``: ``Σ_{i≠j} u_i·u_j = n²‖μ̄‖² − n``, so the mean over the
     ``n(n − 1)`` distinct pairs is ``(n²‖μ̄‖² − n) / (n(n − 1))``. Reported beside the study's
-    100k-pair estimate in the *Embedding geometry* chapter.
+    100k-pair estimate in the *Embedding geometry and scaling* chapter.
 
     Args:
         embeddings: ``(n_samples, dimension)`` matrix with ``n_samples >= 2``; rows need not be
@@ -328,7 +329,7 @@ def pair_distances(anchors: np.ndarray, positives: np.ndarray, *, alpha: float =
 
     Row ``k`` of ``anchors`` and row ``k`` of ``positives`` form one positive pair (a query and
     its gold passage, or a clean query and its variant). Used by :func:`alignment` and for the
-    per-query alignment of the *Embedding geometry* chapter.
+    per-query alignment of the *Embedding geometry and scaling* chapter.
 
     Args:
         anchors: ``(n_pairs, dimension)`` matrix.
@@ -352,7 +353,7 @@ def pair_distances(anchors: np.ndarray, positives: np.ndarray, *, alpha: float =
 def alignment(anchors: np.ndarray, positives: np.ndarray, *, alpha: float = 2.0) -> float:
     """Alignment ``E ‖f(x) − f(y)‖₂^α`` over positive pairs (Wang & Isola, 2020; protocol §6.5).
 
-    The mean of :func:`pair_distances`. Used by the *Embedding geometry* chapter.
+    The mean of :func:`pair_distances`. Used by the *Embedding geometry and scaling* chapter.
 
     Args:
         anchors: ``(n_pairs, dimension)`` matrix.
@@ -379,7 +380,7 @@ def uniformity(
     does; including ``i = j`` would bias it upward. Rows are L2-normalised, so
     ``‖x − y‖² = 2 − 2 cos``. The ``O(n²)`` pair sum is done in row blocks of ``chunk_size`` (on
     ``device``, e.g. a GPU, for the study's 100k sample) and accumulated in float64. Used by the
-    *Embedding geometry* chapter.
+    *Embedding geometry and scaling* chapter.
 
     Args:
         embeddings: ``(n_samples, dimension)`` matrix with ``n_samples >= 2``.
@@ -413,7 +414,7 @@ def positive_pairs(
 ) -> tuple[np.ndarray, np.ndarray, list[str]]:
     """Stack (query, relevant passage) embedding pairs for :func:`alignment`.
 
-    Used by the *Embedding geometry* chapter for the query–gold-passage alignment.
+    Used by the *Embedding geometry and scaling* chapter for the query–gold-passage alignment.
 
     Args:
         queries: Query ``Embeddings`` (``.ids``, ``.vectors``).
@@ -494,7 +495,7 @@ def linear_spectral_norms(
 
     Layers whose module name contains any fragment of ``exclude`` are skipped (the study skips
     ``pooler`` and ``lm_head``). σ_max is ``torch.linalg.matrix_norm(W.float(), ord=2)``. Used by
-    :func:`spectral_norm_summary` (*Embedding geometry* chapter).
+    :func:`spectral_norm_summary` (*Embedding geometry and scaling* chapter).
 
     Args:
         model: The encoder (``Encoder.model``), in any dtype.
@@ -515,7 +516,7 @@ def linear_spectral_norms(
 def spectral_norm_summary(norms: Mapping[str, float]) -> SpectralNormSummary:
     """Summarise per-layer spectral norms as the study does (protocol §6.4).
 
-    Used by the *Embedding geometry* chapter.
+    Used by the *Embedding geometry and scaling* chapter.
 
     Args:
         norms: ``{module_name: σ_max}`` in module order, from :func:`linear_spectral_norms`.
@@ -558,7 +559,7 @@ def sample_geometry(
 ) -> dict[str, float]:
     """IsoScore, both average cosines and uniformity of one corpus sample.
 
-    The per-(system, dataset, seed) row of the *Embedding geometry* chapter. The study's
+    The per-(system, dataset, seed) row of the *Embedding geometry and scaling* chapter. The study's
     measures are ``isoscore`` and ``average_cosine``; ``exact_average_cosine`` and
     ``uniformity`` are improvements (protocol §8.2 items 7, 8). A sample with no more points
     than dimensions (a small test corpus) has no IsoScore: it is NaN, with a warning, and the

@@ -1,6 +1,6 @@
 """Correlations between a system-level measure and stability, with honest small-n inference.
 
-Book chapter: *Embedding geometry and stability* (RQ3, protocol §6.6, improvements §8.2
+Book chapter: *Embedding geometry and scaling* (RQ3, protocol §6.6, improvements §8.2
 items 4 and 5), where each point is one system's seed-mean value and there are only a handful of
 systems.
 
@@ -142,7 +142,7 @@ def spearman(x: Sequence[float], y: Sequence[float], *, confidence: float = 0.95
     """Spearman ρ with its t-approximation p-value and a Fisher-z interval.
 
     The interval uses Fieller, Hartley & Pearson's (1957) variance ``1.06/(n − 3)`` for z(ρ)
-    (protocol §8.2 item 5). Used by the *Embedding geometry and stability* chapter.
+    (protocol §8.2 item 5). Used by the *Embedding geometry and scaling* chapter.
 
     Args:
         x: One value per system.
@@ -215,7 +215,7 @@ def partial_correlation(
     correlated; this equals ``(r_xy − r_xz r_yz) / √((1 − r_xz²)(1 − r_yz²))``. The p-value uses
     the correct ``n − 3`` degrees of freedom; ``p_value_study`` is what the study printed
     (``pearsonr`` on the residuals, ``n − 2``). The Fisher-z interval uses se = 1/√(n − 4).
-    Used by the *Embedding geometry and stability* chapter.
+    Used by the *Embedding geometry and scaling* chapter.
 
     Args:
         x: One value per system (a geometry metric).
@@ -267,7 +267,7 @@ def bootstrap_interval(
     The alternative to the Fisher-z interval suggested in protocol §8.2 item 5. With a handful
     of systems some resamples repeat one system so often that a variable is constant; those have
     no correlation and are dropped (``scipy.stats.bootstrap`` would return NaN instead). Used by
-    the *Embedding geometry and stability* chapter.
+    the *Embedding geometry and scaling* chapter.
 
     Args:
         x: One value per system.
@@ -312,7 +312,7 @@ def leave_one_out(
 ) -> pd.DataFrame:
     """Recompute a correlation with each system left out in turn (protocol §8.2 item 5).
 
-    Used by the *Embedding geometry and stability* chapter to show whether one system drives a
+    Used by the *Embedding geometry and scaling* chapter to show whether one system drives a
     correlation.
 
     Args:
@@ -357,7 +357,7 @@ def adjust_p_values(
     """Adjust a family of p-values for multiple comparisons (protocol §8.2 item 4).
 
     A thin wrapper around ``statsmodels.stats.multitest.multipletests``; the study applied no
-    correction. Used by :func:`correlation_table` (*Embedding geometry and stability* chapter).
+    correction. Used by :func:`correlation_table` (*Embedding geometry and scaling* chapter).
 
     Args:
         p_values: The family, e.g. every panel of Figures 2 and 3.
@@ -379,7 +379,7 @@ def adjust_p_values(
 def significance_marker(p_value: float) -> str:
     """The study's star marker for a p-value: ``"**"``, ``"*"`` or ``""`` (protocol §6.6).
 
-    Used by the *Embedding geometry and stability* chapter's panel titles.
+    Used by the *Embedding geometry and scaling* chapter's panel titles.
     """
     for threshold, marker in STUDY_SIGNIFICANCE_MARKERS:
         if p_value < threshold:
