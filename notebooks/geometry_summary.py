@@ -180,7 +180,7 @@ def scatter_grid(data: pd.DataFrame, measure: str, label: str) -> None:
             for col, variant_name in enumerate(variants):
                 axis = axes[row][col]
                 points = by_dataset[by_dataset["variant"] == variant_name].dropna(subset=[metric])
-                colours = points[clean_measure] if clean_measure in points else None
+                colours = points.get(clean_measure)
                 drawn = axis.scatter(points[metric], points[measure], c=colours, cmap="viridis",
                                      edgecolors="black", linewidths=0.5)
                 for _, point in points.iterrows():
