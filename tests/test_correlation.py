@@ -161,6 +161,17 @@ def test_correlation_table_adjusts_across_the_grid():
         correlation.correlation_table(data, x="isoscore", y="asr20", by=["dataset"])
 
 
+def test_correlation_table_skips_panels_with_a_constant_variable(caplog):
+    data = pd.DataFrame({
+        "family": ["a"] * 5 + ["b"] * 5,
+        "isoscore": [0.1, 0.2, 0.3, 0.4, 0.5] * 2,
+        "drop_rate": [0.3, 0.1, 0.4, 0.2, 0.5] + [0.2] * 5,
+    })
+    table = correlation.correlation_table(data, x="isoscore", y="drop_rate", by=["family"])
+    assert list(table["family"]) == ["a"]
+    assert "{'family': 'b'} skipped, drop_rate constant" in caplog.text
+
+
 def test_bad_input_is_named():
     with pytest.raises(ValueError, match="must pair one value per system; got lengths 5 and 4"):
         correlation.pearson([1, 2, 3, 4, 5], [1, 2, 3, 4])

@@ -20,6 +20,7 @@ What the study computed, and what is added here:
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
@@ -28,6 +29,8 @@ import numpy as np
 import pandas as pd
 from scipy import stats as scipy_stats
 from statsmodels.stats.multitest import multipletests
+
+logger = logging.getLogger(__name__)
 
 # Variance of Fisher's z for rank correlations (Fieller, Hartley & Pearson, 1957):
 # Spearman 1.06/(n − 3), Kendall 0.437/(n − 4); Pearson's is the textbook 1/(n − 3).
@@ -120,7 +123,7 @@ def pearson(x: Sequence[float], y: Sequence[float], *, confidence: float = 0.95)
     """Pearson r with its t-test (df = n − 2) and a Fisher-z interval (se = 1/√(n − 3)).
 
     The study's statistic (``scipy.stats.pearsonr``, protocol §6.6). Used by the *Embedding
-    geometry and stability* chapter.
+    geometry and scaling* chapter.
 
     Args:
         x: One value per system (e.g. IsoScore).
@@ -164,7 +167,7 @@ def kendall_tau_b(x: Sequence[float], y: Sequence[float], *, confidence: float =
     """Kendall τ-b with scipy's test and a Fisher-z interval (variance ``0.437/(n − 4)``).
 
     Printed by the study beside Pearson r (protocol §6.6). Used by the *Embedding geometry and
-    stability* chapter.
+    scaling* chapter.
 
     Args:
         x: One value per system.
@@ -403,8 +406,9 @@ def correlation_table(
     (p, CI, R² as ``linregress`` would give), Spearman ρ (p, CI), Kendall τ-b (p) and, with
     ``control``, the partial correlation (p with ``n − 3``, the study's p with ``n − 2``).
     ``pearson_p_holm`` / ``pearson_p_bh`` (and ``partial_p_holm`` / ``partial_p_bh``) adjust
-    across all rows. Groups with fewer than 5 systems are left out. Used by the *Embedding
-    geometry and stability* chapter.
+    across all rows. Groups with fewer than 5 systems, or in which ``x`` or ``y`` is constant
+    (no correlation is defined), are left out. Used by the *Embedding
+    geometry and scaling* chapter.
 
     Args:
         data: Long table, one row per (group, system).
@@ -424,9 +428,14 @@ def correlation_table(
         raise KeyError(f"correlation_table: columns {missing} are missing; the table has {list(data.columns)}.")
     rows = []
     for key, group in data.groupby(list(by), sort=True):
+        key = key if isinstance(key, tuple) else (key,)
         if len(group) < 5:
             continue
-        key = key if isinstance(key, tuple) else (key,)
+        constant = [column for column in (x, y) if group[column].nunique() < 2]
+        if constant:
+            logger.warning("correlation_table: panel %s skipped, %s constant across its systems",
+                           dict(zip(by, key)), " and ".join(constant))
+            continue
         row = dict(zip(by, key))
         r = pearson(group[x], group[y], confidence=confidence)
         rho = spearman(group[x], group[y], confidence=confidence)
