@@ -11,6 +11,7 @@ from robustir.metrics.stability import (
     drop_rate,
     drop_rates,
     jaccard_at_k,
+    kendall_tau_b,
     kendall_tau_union,
     query_change_fractions,
     rank_biased_overlap,
@@ -75,6 +76,16 @@ def test_kendall_tau_on_the_union_of_top_k():
     # (1, 3, 2): pairs ab, ac concordant, bc discordant → τ = (2 − 1) / 3
     assert kendall_tau_union(["a", "b"], ["a", "c"], k=2) == pytest.approx(1 / 3)
     assert math.isnan(kendall_tau_union(["a"], ["a"], k=10))
+
+
+def test_kendall_tau_b_equals_scipy_with_ties():
+    from scipy import stats
+
+    rng = np.random.default_rng(5)
+    for _ in range(20):
+        x, y = rng.integers(0, 6, 15), rng.integers(0, 6, 15)  # many ties
+        assert kendall_tau_b(x, y) == pytest.approx(stats.kendalltau(x, y).statistic)
+    assert math.isnan(kendall_tau_b([1, 1, 1], [1, 2, 3]))
 
 
 def test_rank_stability_uses_trec_eval_order():

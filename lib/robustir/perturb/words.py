@@ -62,6 +62,8 @@ def is_single_word(text: str) -> bool:
 
     Used in the book chapter "Query variations".
     """
+    if text.isalnum():  # letters and digits only: one word (the common case, checked first)
+        return True
     words = query_words(text)
     return len(words) == 1 and words[0].text == text
 
