@@ -24,7 +24,6 @@ import time
 
 import numpy as np
 import torch
-
 from robustir.attack import ClusterAttack, ClusterTargets, HotFlipConfig
 from robustir.encode import Encoder
 from robustir.models import get_model_spec

@@ -47,9 +47,9 @@ output = "results"  # results-store root
 # %%
 import json
 import logging
+from pathlib import Path
 
 import pandas as pd
-
 from robustir.attack import HotFlipConfig, run_corpus_poisoning
 from robustir.cache import EmbeddingCache
 
@@ -100,7 +100,7 @@ rules
 
 # %%
 summary = evaluations[hotflip].summary
-passages = json.loads(open(summary["passages_file"], encoding="utf-8").read())["passages"]
+passages = json.loads(Path(summary["passages_file"]).read_text(encoding="utf-8"))["passages"]
 pd.DataFrame([
     {"cluster": c, "queries": p["tot"], "initial sim": round(p["initial_sim"], 4),
      "best sim": round(p["best_sim"], 4), "accepted flips": p["accepted"],

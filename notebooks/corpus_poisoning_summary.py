@@ -25,7 +25,6 @@ measure = "ASR@20"  # the study reports ASR@20
 n_passages = [10, 50]  # the N shown (the study: 10 and 50)
 
 # %%
-import pandas as pd
 
 from robustir.attack import poisoning_table
 from robustir.results import ResultStore

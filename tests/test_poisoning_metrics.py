@@ -1,7 +1,6 @@
 """ASR@k on hand-built rankings: cutoffs, the four tie rules, short runs and bad input."""
 
 import pytest
-
 from robustir.metrics.poisoning import (
     attack_success_rate,
     per_query_attack_success,

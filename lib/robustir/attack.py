@@ -44,9 +44,9 @@ import dataclasses
 import json
 import logging
 import time
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -477,6 +477,8 @@ class ClusterAttack:
         """One iteration on passage ``ids`` (1-D); returns ``(accepted, ids after the step,
         best candidate score on c₂, the new passage's vector or None)``."""
         order = rng.permutation(len(self.train))
+        if len(order) < 2:  # one training batch: no second centroid, nothing is accepted
+            return False, ids, float("nan"), None
         first = self.train[order[0]]
         # gradient of c₁ · f(p) at the word embeddings of the passage positions
         full_ids = self.path.input_ids(ids.unsqueeze(0))
@@ -488,8 +490,6 @@ class ClusterAttack:
         with torch.no_grad():
             token_scores = self.embedding @ gradient[0, offset + position].to(self.embedding.dtype)
             candidates = token_scores.float().topk(self.config.candidates).indices
-        if len(order) < 2:  # one training batch: no second centroid, nothing is accepted
-            return False, ids, float("nan"), None
         second = self.train[order[1]]
         batch = ids.repeat(len(candidates) + 1, 1)
         batch[1:, position] = candidates
@@ -660,7 +660,7 @@ def hotflip_attack(
         save()
         passages.append(AdversarialPassage(
             cluster=cluster, token_ids=saved["best_ids"], initial_ids=saved["initial_ids"],
-            gold_doc_id=saved["gold_doc_id"], n_queries=int(len(members)),
+            gold_doc_id=saved["gold_doc_id"], n_queries=len(members),
             initial_similarity=saved["initial_similarity"],
             best_similarity=saved["best_similarity"], accepted=saved["accepted"],
             history=saved["history"],
@@ -807,7 +807,7 @@ def evaluate_poisoning(
             for rule, frame in by_rule.items()
         },
         "ties_at_cutoff": ties_at_cutoff(run, cutoffs),
-        "n_queries": int(len(per_query)),
+        "n_queries": len(per_query),
         "n_passages": len(passages),
         "corpus_size": len(corpus),
     }

@@ -22,7 +22,7 @@ Used in the book chapter "Corpus poisoning".
 
 from __future__ import annotations
 
-from typing import Iterable, Mapping
+from collections.abc import Iterable, Mapping
 
 import pandas as pd
 
