@@ -423,7 +423,6 @@ def execute_job(grid: Grid, job: Job) -> str:
         "parameters": dict(job.parameters),
         "executed_notebook": str(grid.notebook_path(job).relative_to(grid.runs_dir)),
     }, sort_keys=True, indent=2) + "\n")
-    logger.info("finished %s", job.label)
     return job.label
 
 
@@ -506,11 +505,17 @@ def run_grid(grid: Grid, *, force: bool = False, executor: str = "local",
     logger.info("%s: %d job(s), %d finished, %d to run with the %s executor (%d worker(s))",
                 grid.path, len(grid.jobs), len(skipped), len(pending), executor, workers)
     ran: list[str] = []
+
+    def finished(label: str) -> None:
+        # Logged here, in the parent: worker processes do not share its logging setup.
+        ran.append(label)
+        logger.info("finished %s (%d of %d)", label, len(ran), len(pending))
+
     if pending:
         if executor == "local":
-            failures = _run_local(grid, pending, workers, ran.append)
+            failures = _run_local(grid, pending, workers, finished)
         else:
-            failures = _run_dask(grid, pending, workers, scheduler, ran.append)
+            failures = _run_dask(grid, pending, workers, scheduler, finished)
         if failures:
             raise RunError(failures)
     return GridReport(skipped=skipped, ran=sorted(ran))
