@@ -102,3 +102,18 @@ def test_study_model_offline_fails_with_a_clear_message():
     encoder = Encoder(get_model_spec("contriever"), progress=False)
     with pytest.raises(OSError, match="model hub or a local copy"):
         encoder.encode_texts(["q"])
+
+
+def test_catalog_siblings_share_one_forward_pass(tmp_path):
+    corpus = {"d1": {"title": "Bone", "text": "vitamin d and fractures"}, "d2": {"title": "", "text": "x"}}
+    cache = EmbeddingCache(tmp_path)
+    first = Encoder(get_model_spec("minilm"), cache=cache, progress=False)
+    assert {s.key for s in first.siblings()} == {"minilm_cls", "minilm_l3"}
+    first.encode_corpus(corpus, "scifact")
+    assert first.stats.texts_encoded == 2  # one pass for the three readings
+    for key in ("minilm_cls", "minilm_l3"):
+        sibling = Encoder(get_model_spec(key), cache=cache, progress=False)
+        cached = sibling.encode_corpus(corpus, "scifact")
+        assert sibling.stats.texts_encoded == 0
+        direct = Encoder(get_model_spec(key), progress=False).encode_corpus(corpus, "scifact")
+        np.testing.assert_allclose(cached.vectors, direct.vectors, atol=1e-6)

@@ -34,7 +34,7 @@ from tqdm.auto import tqdm
 
 from robustir.cache import EmbeddingCache, default_cache_dir, fingerprint
 from robustir.data import PAD_TEXT, document_text, pad_empty
-from robustir.models import ModelSpec
+from robustir.models import MODELS, ModelSpec
 
 __all__ = [
     "Embeddings",
@@ -281,6 +281,21 @@ class Encoder:
         return len(self.tokenizer(prompt, add_special_tokens=True)["input_ids"])
 
     # --- encoding -----------------------------------------------------------------------
+    def _hidden_states(self, attention_mask: torch.Tensor, all_layers: bool, **inputs):
+        kwargs = {"attention_mask": attention_mask}
+        kwargs.update({name: value for name, value in inputs.items() if value is not None})
+        if not bool(attention_mask[:, 0].all()):
+            # left padding: count positions from each row's first real token
+            kwargs["position_ids"] = (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
+        return self.model(**kwargs, output_hidden_states=all_layers)
+
+    @staticmethod
+    def _head(output, attention_mask, spec: ModelSpec, prompt_length: int) -> torch.Tensor:
+        layer = spec.layer
+        hidden = output.hidden_states[layer] if layer is not None else output.last_hidden_state
+        vectors = pool(hidden, attention_mask, spec.pooling, prompt_length=prompt_length)
+        return F.normalize(vectors, dim=-1) if spec.normalize else vectors
+
     def embed_batch(
         self,
         attention_mask: torch.Tensor,
@@ -298,21 +313,11 @@ class Encoder:
         Returns:
             Tensor ``(batch, dim)`` in the model's dtype.
         """
-        kwargs = {"attention_mask": attention_mask}
-        if input_ids is not None:
-            kwargs["input_ids"] = input_ids
-        if inputs_embeds is not None:
-            kwargs["inputs_embeds"] = inputs_embeds
-        if token_type_ids is not None:
-            kwargs["token_type_ids"] = token_type_ids
-        if not bool(attention_mask[:, 0].all()):
-            # left padding: count positions from each row's first real token
-            kwargs["position_ids"] = (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
-        layer = self.spec.layer
-        output = self.model(**kwargs, output_hidden_states=layer is not None)
-        hidden = output.hidden_states[layer] if layer is not None else output.last_hidden_state
-        vectors = pool(hidden, attention_mask, self.spec.pooling, prompt_length=prompt_length)
-        return F.normalize(vectors, dim=-1) if self.spec.normalize else vectors
+        output = self._hidden_states(
+            attention_mask, self.spec.layer is not None, input_ids=input_ids,
+            inputs_embeds=inputs_embeds, token_type_ids=token_type_ids,
+        )
+        return self._head(output, attention_mask, self.spec, prompt_length)
 
     def _with_prompt(self, texts: Iterable[str], prompt: str) -> list[str]:
         sep = self.spec.separator if prompt else ""
@@ -324,12 +329,21 @@ class Encoder:
         Texts are encoded longest first in batches of ``batch_size`` and returned in input
         order. Empty texts are encoded as ``"[PAD]"``.
         """
+        return self._encode_heads(texts, prompt, [self.spec], desc=desc)[0]
+
+    def _encode_heads(
+        self, texts: Sequence[str], prompt: str, heads: list[ModelSpec], *, desc: str = "encoding"
+    ) -> list[np.ndarray]:
+        """Embeddings of ``texts`` for each head (a pooling/layer reading of this model's
+        hidden states), all from one forward pass per batch."""
         full = self._with_prompt(texts, prompt)
         if self.spec.backend == "static":
-            return self._encode_static(full)
+            return [self._encode_static(full)]
         order = sorted(range(len(full)), key=lambda i: len(full[i]), reverse=True)
-        prompt_length = self.prompt_length(prompt) if self.spec.pooling == "prompt_mean" else 0
-        out: np.ndarray | None = None
+        needs_prompt = any(head.pooling == "prompt_mean" for head in heads)
+        prompt_length = self.prompt_length(prompt) if needs_prompt else 0
+        all_layers = any(head.layer is not None for head in heads)
+        out: list[np.ndarray] = []
         bar = tqdm(total=len(full), desc=desc, unit="text", disable=not self.progress)
         with torch.inference_mode():
             for start in range(0, len(order), self.batch_size):
@@ -342,21 +356,21 @@ class Encoder:
                     pad_to_multiple_of=8,
                     return_tensors="pt",
                 ).to(self.device)
-                vectors = self.embed_batch(
-                    batch["attention_mask"],
-                    input_ids=batch["input_ids"],
+                mask = batch["attention_mask"]
+                output = self._hidden_states(
+                    mask, all_layers, input_ids=batch["input_ids"],
                     token_type_ids=batch.get("token_type_ids"),
-                    prompt_length=prompt_length,
                 )
-                vectors = vectors.float().cpu().numpy()
-                if out is None:
-                    out = np.empty((len(full), vectors.shape[1]), dtype=np.float32)
-                out[index] = vectors
+                for h, head in enumerate(heads):
+                    vectors = self._head(output, mask, head, prompt_length).float().cpu().numpy()
+                    if len(out) <= h:
+                        out.append(np.empty((len(full), vectors.shape[1]), dtype=np.float32))
+                    out[h][index] = vectors
                 bar.update(len(index))
         bar.close()
         self.stats.texts_encoded += len(full)
-        if out is None:
-            return np.empty((0, 0), dtype=np.float32)
+        if not out:
+            return [np.empty((0, 0), dtype=np.float32) for _ in heads]
         return out
 
     def _encode_static(self, texts: list[str]) -> np.ndarray:
@@ -367,11 +381,12 @@ class Encoder:
             vectors /= np.clip(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12, None)
         return vectors
 
-    def cache_inputs(self, prompt: str) -> dict:
-        """Everything except the texts that changes this encoder's output for ``prompt``."""
+    def cache_inputs(self, prompt: str, head: ModelSpec | None = None) -> dict:
+        """Everything except the texts that changes this encoder's output for ``prompt``
+        (for ``head``, a catalog sibling read from the same forward pass; default: the spec)."""
         import transformers
 
-        spec = self.spec
+        spec = head or self.spec
         return {
             "model": spec.hf_id,
             "package": spec.package,
@@ -391,23 +406,43 @@ class Encoder:
             "torch": torch.__version__.split("+")[0],
         }
 
+    def siblings(self) -> list[ModelSpec]:
+        """Catalog entries that read the same model's hidden states differently (another
+        pooling or layer) with the same prompts and padding: one forward pass serves them all.
+        """
+        def weights(spec: ModelSpec) -> tuple:
+            return (spec.hf_id, spec.package, spec.package_path, spec.gguf_file, spec.backend,
+                    spec.prompt_style, spec.separator, spec.padding_side, spec.trust_remote_code)
+
+        if self.spec.backend != "transformers":
+            return []
+        return [s for s in MODELS.values() if s.key != self.spec.key and weights(s) == weights(self.spec)]
+
     def _cached(self, ids: list[str], texts: list[str], prompt: str, desc: str) -> Embeddings:
-        inputs = self.cache_inputs(prompt)
         if self.cache is None:
             return Embeddings(ids, self.encode_texts(texts, prompt, desc=desc))
         text_hash = hashlib.sha256()
         for doc_id, text in zip(ids, texts):
             text_hash.update(doc_id.encode("utf-8") + b"\x00" + text.encode("utf-8") + b"\x01")
-        key = fingerprint({**inputs, "texts": text_hash.hexdigest()})
-        hit = self.cache.get(key)
+        texts_sha256 = text_hash.hexdigest()
+
+        def key(head: ModelSpec) -> str:
+            return fingerprint({**self.cache_inputs(prompt, head), "texts": texts_sha256})
+
+        hit = self.cache.get(key(self.spec))
         if hit is not None:
             self.stats.cache_hits += 1
-            log.info("%s: %d embeddings from the cache (%s)", self.spec.key, len(ids), key[:12])
+            log.info("%s: %d embeddings from the cache", self.spec.key, len(ids))
             return Embeddings(hit[0], hit[1])
         self.stats.cache_misses += 1
-        vectors = self.encode_texts(texts, prompt, desc=desc)
-        self.cache.put(key, ids, vectors, {**inputs, "texts_sha256": text_hash.hexdigest()})
-        return Embeddings(ids, vectors)
+        # siblings missing from the cache ride along on this forward pass
+        heads = [self.spec] + [s for s in self.siblings() if self.cache.get(key(s)) is None]
+        for head, vectors in zip(heads, self._encode_heads(texts, prompt, heads, desc=desc)):
+            inputs = {**self.cache_inputs(prompt, head), "texts_sha256": texts_sha256}
+            self.cache.put(key(head), ids, vectors, inputs)
+            if head is self.spec:
+                result = Embeddings(ids, vectors)
+        return result
 
     def encode_queries(
         self, queries: dict[str, str], dataset: str, *, browsecomp_wrapping: bool = True
