@@ -41,6 +41,10 @@ def fresh_copy(destination: Path) -> Path:
         else:
             shutil.copy(source, destination / name)
     (destination / "_vendor").symlink_to(REPO / "_vendor")
+    # Grids name the study's published tables as ../shared/reference, beside the checkout.
+    shared = destination.parent / "shared"
+    if (REPO.parent / "shared").is_dir() and not shared.exists():
+        shared.symlink_to(REPO.parent / "shared")
     return destination
 
 
