@@ -31,7 +31,7 @@ dataset = "scifact"  # dataset key under the data root; needs a training split
 attacker_split = "train"  # the attacker's queries and gold passages
 split = "test"  # evaluation split (clean queries, poisoned corpus)
 n_passages = 10  # N: clusters = adversarial passages (the study: 10 and 50)
-iterations = 20  # HotFlip iterations per cluster (the study: 5,000)
+iterations = 10  # HotFlip iterations per cluster (the study: 5,000)
 seed = 1999  # the study: 1999, 5, 27, 2016, 2026
 candidates = 100  # candidate tokens per iteration (the study: 100)
 passage_length = 50  # tokens per passage (the study: 50)
