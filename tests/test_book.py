@@ -17,7 +17,6 @@ from urllib.parse import unquote, urlparse
 
 import pytest
 import yaml
-
 from robustir.book import available_toc, build_book
 
 ROOT = Path(__file__).resolve().parents[1]

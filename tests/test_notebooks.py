@@ -125,6 +125,6 @@ def test_notebook_runs_with_small_parameters(source, scifact_mini, shared_data, 
     result = subprocess.run(
         [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q", "--nbval-lax",
          "--nbval-current-env", str(prepared)],
-        cwd=ROOT, capture_output=True, text=True, timeout=600,
+        cwd=ROOT, capture_output=True, text=True, timeout=600, check=False,
         env={**os.environ, "TQDM_DISABLE": "1", "HF_HUB_OFFLINE": "1"})
     assert result.returncode == 0, f"nbval failed on {source.name}:\n{result.stdout[-6000:]}"

@@ -6,7 +6,6 @@ import json
 
 import pandas as pd
 import pytest
-
 from robustir.results import (
     ResultStore,
     ResultStoreError,
@@ -147,7 +146,7 @@ def test_concurrent_writers_of_one_entry_leave_one_complete_entry(tmp_path):
             for _ in range(20):
                 store.write_entry(entry, {**PARAMS, "v": value}, _per_query({"q": value}),
                                   {"metrics": {"nDCG@10": value}})
-        except Exception as error:  # collected: a thread's exception would otherwise vanish
+        except Exception as error:  # noqa: BLE001 - a thread's exception would otherwise vanish
             errors.append(error)
 
     threads = [threading.Thread(target=write, args=(v,)) for v in (0.25, 0.75)]

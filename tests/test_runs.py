@@ -13,7 +13,6 @@ from pathlib import Path
 
 import pytest
 import yaml
-
 from robustir.results import ResultStore
 from robustir.runs import GridError, RunError, job_finished, load_grid, run_grid
 

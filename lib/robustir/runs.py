@@ -57,8 +57,9 @@ import multiprocessing
 import os
 import tempfile
 import uuid
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
-from typing import Any, Callable, Iterable, Mapping
+from typing import Any
 
 import yaml
 
@@ -436,7 +437,7 @@ def _run_local(grid: Grid, jobs: list[Job], workers: int,
             job = futures[future]
             try:
                 on_done(future.result())
-            except Exception as error:  # one failed job must not stop the others
+            except Exception as error:  # noqa: BLE001 - one failed job must not stop the others
                 logger.error("job %s failed: %s", job.label, error)
                 failures[job.label] = f"{type(error).__name__}: {error}"
     return failures
@@ -460,7 +461,7 @@ def _run_dask(grid: Grid, jobs: list[Job], workers: int, scheduler: str | None,
         for future in as_completed(futures):
             try:
                 on_done(future.result())
-            except Exception as error:
+            except Exception as error:  # noqa: BLE001 - as in _run_local
                 label = labels[future.key]
                 logger.error("job %s failed: %s", label, error)
                 failures[label] = f"{type(error).__name__}: {error}"
