@@ -24,6 +24,7 @@
 model = "minilm"  # catalog key (robustir.models.MODELS)
 dataset = "scifact"  # dataset key under the data root, or a BEIR folder
 split = "test"  # qrels split
+variant = "clean"  # name of this query set / qrels set in the results store
 top_k = 1000  # hits per query (the study: 1000)
 batch_size = 32  # texts per forward pass (the study: 32 for clean encoding)
 max_length = None  # token limit; None: the system's own
@@ -48,8 +49,9 @@ logging.getLogger("bm25s").setLevel(logging.WARNING)
 
 spec = get_model_spec(model)
 result = evaluate(
-    spec, dataset, split=split, top_k=top_k, batch_size=batch_size, max_length=max_length,
-    device=device, data_root=data_root, cache=EmbeddingCache(cache_dir), progress=False,
+    spec, dataset, split=split, variant=variant, top_k=top_k, batch_size=batch_size,
+    max_length=max_length, device=device, data_root=data_root, cache=EmbeddingCache(cache_dir),
+    progress=False,
 )
 entry = result.write(output)
 print(f"{spec.display_name} on {result.params['dataset']}/{split}: "
