@@ -149,7 +149,7 @@ def _check_best_so_far(encoder, passage, train_dataset, config):
 
 @pytest.mark.slow
 def test_minilm_hotflip_raises_similarity_and_asr_over_the_gold_initialisation(scifact, cache):
-    config = HotFlipConfig(n_passages=1, iterations=30, candidates=24, passage_length=24,
+    config = HotFlipConfig(n_passages=1, iterations=20, candidates=16, passage_length=24,
                            batch_size=16, seed=1999, target_query_max_length=None)
     encoder, passage, optimised, initial = _attack_and_evaluate(
         "minilm", scifact, cache, config, n_train=160, n_test=60, extra_docs=150, max_length=64)
