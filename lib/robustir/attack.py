@@ -53,7 +53,7 @@ import pandas as pd
 import torch
 
 from robustir import retrieve
-from robustir.cache import EmbeddingCache, _atomic_write, fingerprint
+from robustir.cache import EmbeddingCache, atomic_write, fingerprint
 from robustir.data import Dataset, document_text
 from robustir.encode import Embeddings, Encoder
 from robustir.metrics import per_query_metrics
@@ -431,18 +431,6 @@ def _rng_from_state(state: dict) -> np.random.Generator:
     return rng
 
 
-def _release_inference_buffers(model: torch.nn.Module) -> None:
-    """Replace buffers created under ``torch.inference_mode`` by normal copies.
-
-    A model first loaded inside :meth:`Encoder.encode_texts` (which runs in inference mode)
-    holds inference-mode buffers (BERT's ``position_ids``) that autograd refuses to save.
-    """
-    for module in model.modules():
-        for name, buffer in list(module.named_buffers(recurse=False)):
-            if buffer is not None and buffer.is_inference():
-                module._buffers[name] = buffer.clone()
-
-
 class ClusterAttack:
     """The HotFlip iteration of one cluster (§5.2 step 7).
 
@@ -469,7 +457,6 @@ class ClusterAttack:
             path.device
         )
         self.embedding = path.encoder.input_embeddings.weight
-        _release_inference_buffers(path.encoder.model)
 
     def validation_similarity(self, vector: torch.Tensor) -> float:
         """Mean of ``c · vector`` over the validation centroids."""
@@ -604,7 +591,7 @@ def hotflip_attack(
     def save():
         if state_path is not None:
             payload = json.dumps(state).encode("utf-8")
-            _atomic_write(state_path, lambda handle: handle.write(payload))
+            atomic_write(state_path, lambda handle: handle.write(payload))
 
     passages = []
     sizes = []
@@ -729,7 +716,7 @@ def save_passages(
         "provenance": {**result.record, **(provenance or {})},
     }
     text = json.dumps(payload, ensure_ascii=False, indent=2).encode("utf-8")
-    _atomic_write(path, lambda handle: handle.write(text))
+    atomic_write(path, lambda handle: handle.write(text))
     return path
 
 

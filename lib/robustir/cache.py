@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["EmbeddingCache", "default_cache_dir", "fingerprint"]
+__all__ = ["EmbeddingCache", "atomic_write", "default_cache_dir", "fingerprint"]
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +38,8 @@ def fingerprint(payload: object) -> str:
     return hashlib.sha256(blob.encode("utf-8")).hexdigest()
 
 
-def _atomic_write(path: Path, write) -> None:
+def atomic_write(path: Path, write) -> None:
+    """Write ``path`` through ``write(handle)`` into a temporary file renamed into place."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
@@ -81,7 +82,7 @@ class EmbeddingCache:
         """Store ``vectors`` (float32, one row per id) with the inputs that produced them."""
         array_path, meta_path = self._paths(key)
         vectors = np.ascontiguousarray(vectors, dtype=np.float32)
-        _atomic_write(array_path, lambda handle: np.save(handle, vectors, allow_pickle=False))
+        atomic_write(array_path, lambda handle: np.save(handle, vectors, allow_pickle=False))
         meta = {"ids": list(ids), "shape": list(vectors.shape), "inputs": inputs}
         payload = json.dumps(meta, ensure_ascii=False).encode("utf-8")
-        _atomic_write(meta_path, lambda handle: handle.write(payload))
+        atomic_write(meta_path, lambda handle: handle.write(payload))

@@ -184,9 +184,12 @@ def _load_weights(
     from transformers import AutoModel, AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(location, trust_remote_code=trust_remote_code)
-    model = AutoModel.from_pretrained(
-        location, dtype=getattr(torch, dtype), trust_remote_code=trust_remote_code
-    )
+    # outside inference mode even when first used while encoding: the attack needs gradients
+    # through buffers such as BERT's position ids
+    with torch.inference_mode(False):
+        model = AutoModel.from_pretrained(
+            location, dtype=getattr(torch, dtype), trust_remote_code=trust_remote_code
+        )
     if padding_side:
         tokenizer.padding_side = padding_side
     if tokenizer.pad_token is None:
