@@ -7,7 +7,12 @@ wn="$dest/corpora/wordnet"
 [ -s "$wn/lexnames" ] && [ -s "$wn/index.sense" ] && exit 0
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
-(cd "$work" && apt-get download -qq wordnet-base wordnet-sense-index >/dev/null)
+download() { (cd "$work" && apt-get download -qq wordnet-base wordnet-sense-index >/dev/null 2>&1); }
+if ! download; then
+  # a machine whose package lists were never fetched: fetch them once, then retry
+  if [ "$(id -u)" -eq 0 ]; then apt-get update -qq; else sudo apt-get update -qq; fi
+  download
+fi
 for f in "$work"/*.deb; do dpkg -x "$f" "$work/unpacked"; done
 mkdir -p "$wn"
 cp "$work"/unpacked/usr/share/wordnet/* "$wn/"
