@@ -63,7 +63,9 @@ def main(argv: list[str] | None = None) -> int:
         rows, unavailable = [], {}
         for name in args.families:
             try:
-                family = build_family(name, encoder=encoder if args.model == "minilm" else None)
+                # the synonym family's MiniLM gets its own Encoder (the loaded weights are shared),
+                # so that the count below holds only the evaluated system's encodings
+                family = build_family(name)
             except FamilyUnavailable as error:
                 unavailable[error.family] = error.reason
                 continue
@@ -88,8 +90,7 @@ def main(argv: list[str] | None = None) -> int:
           f"{'met' if ratio <= GOAL else 'NOT met'}")
     # CPU time is less sensitive than wall time to other jobs sharing the machine
     print(f"ratio in process CPU time = {sweep_cpu / corpus_cpu:.3f}")
-    queries_per_run = len(data.queries)
-    if sweep_texts > queries_per_run * (len(rows) + 1):
+    if sweep_texts > len(data.queries) * (len(rows) + 1):
         print("FAIL: the sweep encoded more than its queries; the corpus was encoded again", file=sys.stderr)
         return 1
     return 0
