@@ -450,9 +450,10 @@ def _run_dask(grid: Grid, jobs: list[Job], workers: int, scheduler: str | None,
     failures: dict[str, str] = {}
     cluster = None
     if scheduler is None:
-        # Jobs spend their time in a notebook kernel (a separate process), so worker threads
-        # suffice; one thread per worker keeps jobs from competing for the same cores.
-        cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=False,
+        # Worker processes, one thread each: jobs do not compete for the same cores, and
+        # papermill's own event loop never meets the one that runs an in-process worker
+        # ("This event loop is already running").
+        cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
                                dashboard_address=None)
     client = Client(cluster if cluster is not None else scheduler)
     try:
