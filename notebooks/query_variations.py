@@ -108,6 +108,11 @@ pd.Series({
     "mean Kendall τ@10": summary["KendallTau@10"],
 }, name="value").to_frame()
 
+# %%
+# NBVAL_CHECK_OUTPUT
+print(f"clean nDCG@10 {summary['clean']:.4f}, perturbed {summary['perturbed']:.4f}, "
+      f"drop rate {100 * summary['drop_rate']:.2f}%, unchanged {summary['unchanged_fraction']:.3f}")
+
 # %% [markdown]
 # ## Per-query change
 #

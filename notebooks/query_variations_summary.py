@@ -118,6 +118,10 @@ report = pd.DataFrame({
 })
 report
 
+# %%
+# NBVAL_CHECK_OUTPUT
+print(report[["system", "dataset", "family", "seeds", "drop rate % (mean ± std)"]].to_string(index=False))
+
 # %% [markdown]
 # ## Rank stability
 #

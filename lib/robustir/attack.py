@@ -892,7 +892,8 @@ def run_corpus_poisoning(
             params, per_query_long(evaluation.per_query), summary,
         )
         log.info("%s %s seed %d: %s", spec.key, variant, config.seed, evaluation.summary["metrics"])
-        evaluations[variant] = evaluation
+        # what is returned is what was stored: the attack's record rides with the hotflip rows
+        evaluations[variant] = dataclasses.replace(evaluation, summary=summary)
     return evaluations
 
 
