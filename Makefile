@@ -20,7 +20,7 @@ $(SETUP_STAMP): pyproject.toml requirements/cpu.txt requirements/offline-models.
 	touch $@
 
 book: setup
-	$(PY) -m robustir.cli book
+	$(PY) -m robustir.cli --verbose book
 
 test: setup
 	TQDM_DISABLE=1 $(PY) -m pytest -p no:cacheprovider

@@ -250,3 +250,18 @@ def test_cli_runs_then_skips(tmp_path, capsys, monkeypatch):
     assert "1 job(s) ran, 0 already finished" in capsys.readouterr().out
     assert main(["run", str(path), "--only-missing"]) == 0
     assert "0 job(s) ran, 1 already finished" in capsys.readouterr().out
+
+
+def test_parallel_jobs_share_the_cores_without_overriding_the_user(monkeypatch):
+    from robustir import runs
+
+    monkeypatch.setattr(runs.os, "cpu_count", lambda: 8)
+    for name in runs._THREAD_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("MKL_NUM_THREADS", "3")
+    runs._share_cores(2)
+    assert os.environ["OMP_NUM_THREADS"] == "4" and os.environ["OPENBLAS_NUM_THREADS"] == "4"
+    assert os.environ["MKL_NUM_THREADS"] == "3"
+    monkeypatch.delenv("OMP_NUM_THREADS")
+    runs._share_cores(16)
+    assert os.environ["OMP_NUM_THREADS"] == "1"

@@ -427,11 +427,28 @@ def execute_job(grid: Grid, job: Job) -> str:
     return job.label
 
 
+_THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
+
+
+def _share_cores(workers: int) -> None:
+    """Give each of ``workers`` parallel jobs an equal share of the cores (at least one).
+
+    Every kernel would otherwise start as many math threads as there are cores, and
+    oversubscribed OpenMP threads slow each other down several-fold. Variables the user has
+    set are kept. Runs in each worker process, whose kernels inherit its environment.
+    """
+    threads = str(max(1, (os.cpu_count() or 1) // workers))
+    for name in _THREAD_VARIABLES:
+        os.environ.setdefault(name, threads)
+
+
 def _run_local(grid: Grid, jobs: list[Job], workers: int,
                on_done: Callable[[str], None]) -> dict[str, str]:
     failures: dict[str, str] = {}
     context = multiprocessing.get_context("spawn")
-    with concurrent.futures.ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
+    with concurrent.futures.ProcessPoolExecutor(
+            max_workers=workers, mp_context=context, initializer=_share_cores,
+            initargs=(workers,)) as pool:
         futures = {pool.submit(execute_job, grid, job): job for job in jobs}
         for future in concurrent.futures.as_completed(futures):
             job = futures[future]
