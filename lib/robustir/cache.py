@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["EmbeddingCache", "atomic_write", "default_cache_dir", "fingerprint"]
+__all__ = ["EmbeddingCache", "atomic_write", "atomic_write_text", "default_cache_dir", "fingerprint"]
 
 log = logging.getLogger(__name__)
 
@@ -45,10 +45,16 @@ def atomic_write(path: Path, write) -> None:
     try:
         with os.fdopen(fd, "wb") as handle:
             write(handle)
+        os.chmod(tmp, 0o644)  # mkstemp creates 0600; results are meant to be shared
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """Write UTF-8 ``text`` to ``path`` atomically (see :func:`atomic_write`)."""
+    atomic_write(Path(path), lambda handle: handle.write(text.encode("utf-8")))
 
 
 class EmbeddingCache:

@@ -64,6 +64,7 @@ from typing import Any
 import yaml
 
 import robustir
+from robustir.cache import atomic_write_text
 from robustir.results import ResultStore, params_hash
 
 logger = logging.getLogger(__name__)
@@ -337,13 +338,6 @@ def job_finished(grid: Grid, job: Job) -> bool:
             and grid.notebook_path(job).is_file())
 
 
-def _write_atomically(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".tmp-{uuid.uuid4().hex}-{path.name}")
-    temporary.write_text(text, encoding="utf-8")
-    os.replace(temporary, path)
-
-
 def prepare_for_book(notebook_path: Path) -> None:
     """Make an executed notebook ready to be rendered as it is, in place.
 
@@ -416,7 +410,7 @@ def execute_job(grid: Grid, job: Job) -> str:
             f"{job.notebook} ran to the end but wrote no results entry at {entry}; the grid's "
             "experiment, model, dataset, variant and seed must be the keys the notebook writes"
         ) from None
-    _write_atomically(entry / JOB_RECORD, json.dumps({
+    atomic_write_text(entry / JOB_RECORD, json.dumps({
         "job_hash": job.job_hash,
         "entry_params_hash": summary.get("params_hash"),
         "notebook": job.notebook,
@@ -594,6 +588,6 @@ def run_aggregates(grid: Grid, *, force: bool = False,
         parameters = {**aggregate.parameters, aggregate.store_parameter: str(grid.results)}
         execute_notebook(grid.base / aggregate.notebook, output, parameters,
                          cwd=grid.base, timeout_s=grid.timeout_s)
-        _write_atomically(record_path, json.dumps({"key": key}) + "\n")
+        atomic_write_text(record_path, json.dumps({"key": key}) + "\n")
         executed.append(aggregate.name)
     return executed

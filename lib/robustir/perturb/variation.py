@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from robustir.cache import atomic_write_text
 from robustir.perturb.augment import PCT_WORDS_TO_SWAP, GeneratorFailure
 from robustir.perturb.family import Family, FamilyUnavailable
 from robustir.perturb.naturalize import naturalizing_generators
@@ -217,9 +218,9 @@ class VariationSet:
                         "generator": v.generator, "changed": v.changed}, ensure_ascii=False)
             for v in self.variations.values()
         ]
-        _atomic_write(path, "".join(line + "\n" for line in lines))
+        atomic_write_text(path, "".join(line + "\n" for line in lines))
         sidecar = provenance_path(path)
-        _atomic_write(sidecar, json.dumps(self.provenance, indent=2, sort_keys=True) + "\n")
+        atomic_write_text(sidecar, json.dumps(self.provenance, indent=2, sort_keys=True) + "\n")
         return sidecar
 
     @classmethod
@@ -261,12 +262,6 @@ def provenance_path(path: str | Path) -> Path:
     """
     path = Path(path)
     return path.with_name(path.stem + ".provenance.json")
-
-
-def _atomic_write(path: Path, text: str) -> None:
-    temporary = path.with_name(f".{path.name}.tmp")
-    temporary.write_text(text, encoding="utf-8")
-    temporary.replace(path)
 
 
 def query_rng(seed: int, dataset: str, query_id: str) -> random.Random:
