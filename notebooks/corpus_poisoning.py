@@ -42,6 +42,7 @@ baselines = True  # also evaluate the gold-passage and query-text baselines
 data_root = None  # None: $ROBUSTIR_DATA or ./data
 cache_dir = None  # embedding cache; None: $ROBUSTIR_CACHE/embeddings or ~/.cache/robustir/embeddings
 device = None  # None: CUDA when available, else CPU
+max_length = None  # token limit of queries and test documents; None: the system's own
 output = "results"  # results-store root
 
 # %%
@@ -61,7 +62,7 @@ config = HotFlipConfig(
 )
 evaluations = run_corpus_poisoning(
     model, dataset, config, attacker_split=attacker_split, split=split, data_root=data_root,
-    output=output, cache=EmbeddingCache(cache_dir), device=device,
+    output=output, cache=EmbeddingCache(cache_dir), device=device, max_length=max_length,
     attack_dtype="bfloat16" if bf16 else None, tie_rule=tie_rule, baselines=baselines,
 )
 

@@ -815,6 +815,7 @@ def run_corpus_poisoning(
     output: str | Path = "results",
     cache: EmbeddingCache | None = None,
     device: str | None = None,
+    max_length: int | None = None,
     attack_dtype: str | None = None,
     tie_rule: str = "adversarial_loses",
     top_k: int = 1000,
@@ -828,7 +829,8 @@ def run_corpus_poisoning(
     ``baselines``, ``gold_N{N}`` (the initial passages) and ``query_text_N{N}``; the passages go
     to ``<output>/corpus_poisoning_passages/<model>/<dataset>/`` under the study's file name,
     the resumable state to ``<output>/corpus_poisoning_checkpoints/``. Evaluation always uses
-    float32 weights.
+    float32 weights. ``max_length`` (default: the system's) bounds the encoded queries and test
+    documents; keep it equal to the clean runs' so that the corpus comes from the cache.
 
     Returns:
         ``{variant: evaluation}``.
@@ -841,10 +843,11 @@ def run_corpus_poisoning(
     spec = get_model_spec(model)
     train = load_dataset(dataset, attacker_split, data_root)
     test = load_dataset(dataset, split, data_root)
-    evaluator = Encoder(spec, device=device, cache=cache, progress=progress)
+    evaluator = Encoder(spec, device=device, max_length=max_length, cache=cache, progress=progress)
     attacker = evaluator
     if attack_dtype and attack_dtype != evaluator.dtype:
-        attacker = Encoder(spec, device=device, dtype=attack_dtype, cache=cache, progress=progress)
+        attacker = Encoder(spec, device=device, dtype=attack_dtype, max_length=max_length,
+                           cache=cache, progress=progress)
     output = Path(output)
     result = hotflip_attack(
         attacker, train, config, checkpoint_dir=output / "corpus_poisoning_checkpoints"
@@ -867,6 +870,7 @@ def run_corpus_poisoning(
         "attacker_split": train.split, "data_checksum": test.checksum,
         "attacker_data_checksum": train.checksum, "attack": config.as_record(),
         "attack_dtype": attacker.dtype, "evaluation_dtype": evaluator.dtype,
+        "max_length": evaluator.max_length,
         "tie_rule": tie_rule, "top_k": top_k, "libraries": library_versions(),
         "adversarial_special_tokens": False,
     }
