@@ -46,11 +46,19 @@ def _load_seq2seq(model_id: str, device: str):
 
 
 class _Seq2SeqGenerator(QueryGenerator):
-    """A model-based generator: candidates are produced in batches by :meth:`prepare`."""
+    """A model-based generator: candidates are produced in batches by :meth:`prepare`.
 
-    def __init__(self, batch_size: int):
+    Args:
+        model_id: Hub id or local path of the generation model.
+        device: Torch device for generation.
+        batch_size: Queries per ``generate`` call.
+    """
+
+    def __init__(self, model_id: str, *, device: str = "cpu",
+                 batch_size: int = GENERATION_BATCH_SIZE):
         self.batch_size = batch_size
         self._outputs: dict[str, str] = {}
+        self.tokenizer, self.model = _load_seq2seq(model_id, device)
 
     def prepare(self, texts: Sequence[str]) -> None:
         todo = [t for t in dict.fromkeys(texts) if t not in self._outputs]
@@ -76,11 +84,6 @@ class BackTranslation(_Seq2SeqGenerator):
 
     name = "back_translation"
 
-    def __init__(self, model_id: str = BACK_TRANSLATION_MODEL, *, device: str = "cpu",
-                 batch_size: int = GENERATION_BATCH_SIZE):
-        super().__init__(batch_size)
-        self.tokenizer, self.model = _load_seq2seq(model_id, device)
-
     def _translate(self, texts: list[str], source: str, target: str) -> list[str]:
         import torch
 
@@ -101,11 +104,6 @@ class T5Paraphrase(_Seq2SeqGenerator):
     """
 
     name = "t5_paraphrase"
-
-    def __init__(self, model_id: str = PARAPHRASE_MODEL, *, device: str = "cpu",
-                 batch_size: int = GENERATION_BATCH_SIZE):
-        super().__init__(batch_size)
-        self.tokenizer, self.model = _load_seq2seq(model_id, device)
 
     def generate(self, texts: list[str]) -> list[str]:
         import torch
