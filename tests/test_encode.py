@@ -117,3 +117,19 @@ def test_catalog_siblings_share_one_forward_pass(tmp_path):
         assert sibling.stats.texts_encoded == 0
         direct = Encoder(get_model_spec(key), progress=False).encode_corpus(corpus, "scifact")
         np.testing.assert_allclose(cached.vectors, direct.vectors, atol=1e-6)
+
+
+def test_a_query_set_encodes_only_texts_it_has_not_embedded(tmp_path):
+    # a variant set keeps some queries unchanged: those come from memory, not the model
+    encoder = Encoder(get_model_spec("minilm"), cache=EmbeddingCache(tmp_path), progress=False)
+    clean = encoder.encode_queries({"q1": "vitamin d and fractures", "q2": "aspirin and stroke"}, "scifact")
+    variant = encoder.encode_queries({"q1": "vitamin d and fractrues", "q2": "aspirin and stroke"}, "scifact")
+    assert encoder.stats.texts_encoded == 3 and encoder.stats.cache_misses == 2
+    np.testing.assert_array_equal(variant.vectors[1], clean.vectors[1])
+    direct = Encoder(get_model_spec("minilm"), progress=False).encode_queries(
+        {"q1": "vitamin d and fractrues", "q2": "aspirin and stroke"}, "scifact")
+    np.testing.assert_allclose(variant.vectors, direct.vectors, atol=1e-6)
+    # the siblings' readings of the new text rode along and were stored too
+    sibling = Encoder(get_model_spec("minilm_l3"), cache=EmbeddingCache(tmp_path), progress=False)
+    sibling.encode_queries({"q1": "vitamin d and fractrues", "q2": "aspirin and stroke"}, "scifact")
+    assert sibling.stats.texts_encoded == 0

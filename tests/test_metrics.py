@@ -17,6 +17,8 @@ RUN = {"q1": {"a": 0.5, "b": 0.5, "x": 0.9}, "q2": {"c": 1.0, "d": 0.5}}
 
 def test_ties_are_broken_by_doc_id_descending():
     assert trec_eval_order(RUN["q1"]) == ["x", "b", "a"]
+    # the partial sort agrees with the full one at every depth
+    assert [trec_eval_order(RUN["q1"], k) for k in (0, 1, 2, 5)] == [[], ["x"], ["x", "b"], ["x", "b", "a"]]
 
 
 def test_hand_computed_values_with_a_tie():

@@ -48,6 +48,9 @@ log = logging.getLogger(__name__)
 
 _POOLINGS = ("mean", "cls", "last_token", "prompt_mean")
 
+#: Bytes of query vectors an :class:`Encoder` keeps in memory to skip re-encoding a text.
+REMEMBERED_QUERY_BYTES = 256 * 2**20
+
 
 @dataclass(frozen=True)
 class Embeddings:
@@ -255,6 +258,10 @@ class Encoder:
         self.progress = progress
         self.stats = EncoderStats()
         self._loaded = None
+        # (head key, prompt, text) → vector of every query this encoder embedded, so that a
+        # query set that repeats texts (the unchanged queries of a variation) encodes only the
+        # new ones; forgotten all at once past REMEMBERED_QUERY_BYTES
+        self._remembered: dict[tuple[str, str, str], np.ndarray] = {}
 
     # --- model access -------------------------------------------------------------------
     def _weights(self):
@@ -356,7 +363,8 @@ class Encoder:
                     max_length=self.max_length,
                     padding=True,
                     truncation=True,
-                    pad_to_multiple_of=8,
+                    # multiples of 8 suit GPU tensor cores; on a CPU they only add padding
+                    pad_to_multiple_of=8 if self.device.type == "cuda" else None,
                     return_tensors="pt",
                 ).to(self.device)
                 mask = batch["attention_mask"]
@@ -421,9 +429,25 @@ class Encoder:
             return []
         return [s for s in MODELS.values() if s.key != self.spec.key and weights(s) == weights(self.spec)]
 
-    def _cached(self, ids: list[str], texts: list[str], prompt: str, desc: str) -> Embeddings:
+    def _encode_remembered(self, texts: list[str], prompt: str, heads: list[ModelSpec], desc: str) -> list[np.ndarray]:
+        """:meth:`_encode_heads` for query texts: texts embedded before with ``prompt`` are
+        taken from memory and only the others are encoded."""
+        new = [t for t in dict.fromkeys(texts) if any((h.key, prompt, t) not in self._remembered for h in heads)]
+        if not texts:
+            return self._encode_heads(texts, prompt, heads, desc=desc)
+        if new:
+            fresh = self._encode_heads(new, prompt, heads, desc=desc)
+            size = sum(v.nbytes for v in fresh) + sum(v.nbytes for v in self._remembered.values())
+            if size > REMEMBERED_QUERY_BYTES:
+                self._remembered.clear()
+            for head, vectors in zip(heads, fresh):
+                self._remembered.update(((head.key, prompt, t), v) for t, v in zip(new, vectors))
+        return [np.stack([self._remembered[(h.key, prompt, t)] for t in texts]) for h in heads]
+
+    def _cached(self, ids: list[str], texts: list[str], prompt: str, desc: str, *, remember: bool = False) -> Embeddings:
+        encode = self._encode_remembered if remember else self._encode_heads
         if self.cache is None:
-            return Embeddings(ids, self.encode_texts(texts, prompt, desc=desc))
+            return Embeddings(ids, encode(texts, prompt, [self.spec], desc=desc)[0])
         text_hash = hashlib.sha256()
         for doc_id, text in zip(ids, texts):
             text_hash.update(doc_id.encode("utf-8") + b"\x00" + text.encode("utf-8") + b"\x01")
@@ -440,7 +464,7 @@ class Encoder:
         self.stats.cache_misses += 1
         # siblings missing from the cache ride along on this forward pass
         heads = [self.spec] + [s for s in self.siblings() if self.cache.get(key(s)) is None]
-        for head, vectors in zip(heads, self._encode_heads(texts, prompt, heads, desc=desc)):
+        for head, vectors in zip(heads, encode(texts, prompt, heads, desc=desc)):
             inputs = {**self.cache_inputs(prompt, head), "texts_sha256": texts_sha256}
             self.cache.put(key(head), ids, vectors, inputs)
             if head is self.spec:
@@ -453,7 +477,7 @@ class Encoder:
         """Embed ``{qid: text}`` with the spec's query prompt for ``dataset`` (cached)."""
         prompt = self.spec.query_prompt(dataset, browsecomp_wrapping=browsecomp_wrapping)
         ids = list(queries)
-        return self._cached(ids, [queries[i] for i in ids], prompt, f"{self.spec.key} queries")
+        return self._cached(ids, [queries[i] for i in ids], prompt, f"{self.spec.key} queries", remember=True)
 
     def encode_corpus(self, corpus: dict[str, dict], dataset: str) -> Embeddings:
         """Embed a BEIR corpus (``title + " " + text``) with the document prompt (cached)."""

@@ -113,7 +113,7 @@ def dense_search(
     scores, index = top_k_arrays(q, d, top_k, corpus_chunk=corpus_chunk)
     doc_ids = corpus.ids
     return {
-        qid: {doc_ids[j]: float(s) for s, j in zip(row_scores, row_index)}
+        qid: {doc_ids[j]: s for s, j in zip(row_scores.tolist(), row_index.tolist())}
         for qid, row_scores, row_index in zip(queries.ids, scores, index)
     }
 

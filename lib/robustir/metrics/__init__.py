@@ -14,7 +14,9 @@ Used in the book chapter "Evaluation: nDCG and trec_eval conventions".
 
 from __future__ import annotations
 
+import heapq
 import re
+from operator import itemgetter
 from typing import Iterable, Mapping
 
 import pandas as pd
@@ -49,13 +51,23 @@ def _parse(measure: str) -> tuple[str, int | None]:
     return name, int(cutoff) if cutoff else None
 
 
-def trec_eval_order(hits: Mapping[str, float]) -> list[str]:
-    """Doc ids in trec_eval order: score descending, ties by doc id descending."""
-    return sorted(hits, key=lambda d: (hits[d], d), reverse=True)
+def trec_eval_order(hits: Mapping[str, float], depth: int | None = None) -> list[str]:
+    """Doc ids in trec_eval order: score descending, ties by doc id descending.
+
+    Args:
+        hits: ``{doc_id: score}``.
+        depth: Return only the first ``depth`` ids (a partial sort); ``None`` returns all.
+    """
+    by_score_then_id = itemgetter(1, 0)
+    if depth is None:
+        ranked = sorted(hits.items(), key=by_score_then_id, reverse=True)
+    else:
+        ranked = heapq.nlargest(depth, hits.items(), key=by_score_then_id)
+    return [doc_id for doc_id, _ in ranked]
 
 
 def _truncate(run: Run, k: int) -> dict[str, dict[str, float]]:
-    return {q: {d: float(hits[d]) for d in trec_eval_order(hits)[:k]} for q, hits in run.items()}
+    return {q: {d: float(hits[d]) for d in trec_eval_order(hits, k)} for q, hits in run.items()}
 
 
 def per_query_metrics(

@@ -205,11 +205,19 @@ def kendall_tau_union(first: Sequence[str], second: Sequence[str], k: int = OVER
     union = list(dict.fromkeys(list(first[:k]) + list(second[:k])))
     if len(union) < 2:
         return float("nan")
-    position_first = {d: i for i, d in enumerate(first, start=1)}
-    position_second = {d: i for i, d in enumerate(second, start=1)}
-    ranks_first = [position_first.get(d, len(first) + 1) for d in union]
-    ranks_second = [position_second.get(d, len(second) + 1) for d in union]
-    return kendall_tau_b(ranks_first, ranks_second)
+    return kendall_tau_b(_positions(union, first), _positions(union, second))
+
+
+def _positions(docs: Sequence[str], ranking: Sequence[str]) -> list[int]:
+    """1-based position of each of a few ``docs`` in ``ranking``; ``len(ranking) + 1`` if absent."""
+    ranking = list(ranking)
+    positions = []
+    for doc in docs:
+        try:
+            positions.append(ranking.index(doc) + 1)
+        except ValueError:
+            positions.append(len(ranking) + 1)
+    return positions
 
 
 def rank_stability(

@@ -28,8 +28,9 @@ from robustir.perturb.words import Word, is_single_word, query_words, replace_wo
 #: TextAttack's default share of words to change (protocol §4.2).
 PCT_WORDS_TO_SWAP = 0.1
 
-#: How many candidates a lazy post-constraint checks per call (see :func:`augment`).
-_CONSTRAINT_BATCH = 4
+#: Candidates a lazy post-constraint checks in its first call; each later call checks twice as
+#: many (see :func:`augment`). Most candidates pass, so the first call usually decides.
+_FIRST_CONSTRAINT_BATCH = 1
 
 
 class GeneratorFailure(Exception):
@@ -109,9 +110,10 @@ def augment(
 
     A step's survivor is drawn uniformly from the candidates that pass the post-constraint.
     With a post-constraint the candidates are visited in a uniformly random order and checked
-    in small batches until one passes; the first passing one of a uniform permutation is a
-    uniform draw from the survivors, so this equals "filter all, then choose" in distribution
-    while sparing the sentence encoder on long queries. Later steps may re-edit a word (no
+    in batches of 1, 2, 4, … until one passes; the first passing one of a uniform permutation
+    is a uniform draw from the survivors, so this equals "filter all, then choose" in
+    distribution while sparing the sentence encoder on long queries. The batch sizes change
+    only the work, never the survivor. Later steps may re-edit a word (no
     ``RepeatModification``, as in the study).
 
     Args:
@@ -175,9 +177,11 @@ def _choose_survivor(
     if constraint is None:
         return candidate(rng.choice(edits))
     order = rng.sample(edits, len(edits))
-    for start in range(0, len(order), _CONSTRAINT_BATCH):
-        batch = [candidate(edit) for edit in order[start : start + _CONSTRAINT_BATCH]]
+    start, size = 0, _FIRST_CONSTRAINT_BATCH
+    while start < len(order):
+        batch = [candidate(edit) for edit in order[start : start + size]]
         for chosen, keep in zip(batch, constraint(original, batch)):
             if keep:
                 return chosen
+        start, size = start + size, 2 * size
     return None

@@ -5,6 +5,7 @@ Used in the book chapter "Query variations".
 
 from __future__ import annotations
 
+import contextlib
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -24,6 +25,16 @@ class QueryGenerator:
 
     def prepare(self, texts: Sequence[str]) -> None:
         """Batch work ahead of the per-query calls (model-based generators); a no-op here."""
+
+    def rehearsal(self) -> contextlib.AbstractContextManager[bool]:
+        """A context for a rehearsal: a pass over the queries, discarded, ahead of the real one.
+
+        A generator whose per-query model calls depend on its own random draws cannot batch
+        them ahead with :meth:`prepare`; instead it notes them during the rehearsal and makes
+        them in one batch on exit, so that the real pass finds them done. The context's value
+        says whether the generator rehearses (here: no, so no rehearsal is run for it).
+        """
+        return contextlib.nullcontext(False)
 
     def __call__(self, text: str, rng: random.Random) -> str:
         """Return this generator's candidate for ``text`` (may equal ``text``)."""

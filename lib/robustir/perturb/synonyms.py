@@ -21,12 +21,14 @@ Used in the book chapter "Query variations".
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import random
-from collections.abc import Callable, Sequence
+import warnings
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cached_property, lru_cache
 
 import numpy as np
 
@@ -65,14 +67,38 @@ def wordnet_synonyms(word: str) -> tuple[str, ...]:
     return _wordnet_synonyms(word)
 
 
-@lru_cache(maxsize=65536)
-def _wordnet_synonyms(word: str) -> tuple[str, ...]:
-    from nltk.corpus import wordnet
+@lru_cache(maxsize=1)
+def english_wordnet():
+    """NLTK's reader of the WordNet found under ``NLTK_DATA``, for English lemmas only.
+
+    NLTK's own loader (``nltk.corpus.wordnet``) also maps every sense of WordNet 3.0 onto the
+    loaded version for its multilingual lookups, even when the loaded version is 3.0 itself:
+    about 3.5 s per process that the synonym family, which reads English lemmas only, skips.
+
+    Raises:
+        FamilyUnavailable: WordNet is not installed where NLTK looks.
+
+    Used in the book chapter "Query variations".
+    """
+    import nltk
+    from nltk.corpus.reader.wordnet import WordNetCorpusReader
+
+    class EnglishWordNet(WordNetCorpusReader):
+        def map_wn(self, version="wordnet"):
+            return None  # the multilingual sense mapping, unused here
 
     try:
-        synsets = wordnet.synsets(word)
+        root = nltk.data.find("corpora/wordnet")
     except LookupError as error:
         raise FamilyUnavailable("synonym", _WORDNET_HELP) from error
+    with warnings.catch_warnings():  # "multilingual functions are not available": as intended
+        warnings.simplefilter("ignore", UserWarning)
+        return EnglishWordNet(root, None)
+
+
+@lru_cache(maxsize=65536)
+def _wordnet_synonyms(word: str) -> tuple[str, ...]:
+    synsets = english_wordnet().synsets(word)
     names = {name for synset in synsets for name in synset.lemma_names()}
     return tuple(sorted(n for n in names if n != word and "_" not in n and is_single_word(n)))
 
@@ -105,6 +131,51 @@ def text_window(words: Sequence[Word], text: str, index: int, size: int) -> str:
     else:
         first, last = index - math.ceil(half), index + math.floor(half)
     return text[words[first].start : words[last].end]
+
+
+class RememberedSentences:
+    """A sentence encoder that remembers the vector of every text it has encoded.
+
+    The similarity constraint compares the original window with each candidate's, and one
+    query's windows recur across steps and seeds: each distinct text is encoded once, in one
+    batch per call. Vectors are kept up to ``max_texts`` texts (then forgotten all at once).
+
+    Used in the book chapter "Query variations".
+    """
+
+    def __init__(self, encode: SentenceEncoder, max_texts: int = 200_000):
+        self.encode = encode
+        self.max_texts = max_texts
+        self._vectors: dict[str, np.ndarray] = {}
+        self._noted: dict[str, None] | None = None
+
+    def __call__(self, texts: Sequence[str]) -> np.ndarray:
+        missing = [t for t in dict.fromkeys(texts) if t not in self._vectors]
+        if self._noted is not None:  # a rehearsal: one vector for all, so every cosine is 1
+            self._noted.update(dict.fromkeys(missing))
+            return np.ones((len(texts), 1), dtype=np.float32)
+        if missing:
+            if len(self._vectors) + len(missing) > self.max_texts:
+                self._vectors.clear()
+            self._vectors.update(zip(missing, self.encode(missing)))
+        return np.stack([self._vectors[t] for t in texts])
+
+    @contextlib.contextmanager
+    def rehearsal(self) -> Iterator[bool]:
+        """Within: note the texts asked for and answer as if all were identical (every candidate
+        passes the similarity constraint); on exit, encode the noted texts in one batch.
+
+        A pass over the queries made within, then the same pass again, encodes in one batch what
+        the second pass would have encoded call by call: all of it when each step's first-drawn
+        candidate passes, as most do; the second pass encodes the rest itself.
+        """
+        self._noted = {}
+        try:
+            yield True
+        finally:
+            noted, self._noted = list(self._noted), None
+        if noted:
+            self(noted)
 
 
 @dataclass(frozen=True)
@@ -180,26 +251,38 @@ class WordEmbedding:
         source = f"{encoder.spec.hf_id} input embeddings ({len(entries)} whole words)"
         return cls(tuple(t for _, t in entries), vectors, source)
 
+    @cached_property
+    def _index(self) -> dict[str, int]:
+        return {word: i for i, word in enumerate(self.words)}
+
+    @cached_property
+    def _found(self) -> dict[tuple[str, int], list[tuple[str, float]]]:
+        return {}
+
     def neighbours(self, word: str, count: int) -> list[tuple[str, float]]:
         """The ``count`` nearest other words by cosine, with their cosines; ``[]`` if unknown."""
-        return _neighbours(self, word, count)
+        if (word, count) not in self._found:
+            self.find_neighbours([word], count)
+        return self._found[(word, count)]
 
-
-@lru_cache(maxsize=65536)
-def _neighbours(table: WordEmbedding, word: str, count: int) -> list[tuple[str, float]]:
-    index = _word_index(table).get(word)
-    if index is None:
-        return []
-    cosines = table.vectors @ table.vectors[index]
-    cosines[index] = -np.inf
-    top = np.argpartition(-cosines, min(count, len(cosines) - 1))[:count]
-    top = top[np.argsort(-cosines[top], kind="stable")]
-    return [(table.words[i], float(cosines[i])) for i in top]
-
-
-@lru_cache(maxsize=8)
-def _word_index(table: WordEmbedding) -> dict[str, int]:
-    return {word: i for i, word in enumerate(table.words)}
+    def find_neighbours(self, words: Iterable[str], count: int, chunk: int = 512) -> None:
+        """Look up the neighbours of many words at once (one matrix product per ``chunk`` words);
+        :meth:`neighbours` then answers from memory."""
+        todo = [w for w in dict.fromkeys(words) if (w, count) not in self._found]
+        for word in todo:
+            if word not in self._index:
+                self._found[(word, count)] = []
+        todo = [w for w in todo if w in self._index]
+        depth = min(count, len(self.words) - 1)
+        for start in range(0, len(todo), chunk):
+            batch = todo[start : start + chunk]
+            rows = np.array([self._index[w] for w in batch])
+            cosines = self.vectors[rows] @ self.vectors.T
+            cosines[np.arange(len(batch)), rows] = -np.inf  # not a neighbour of itself
+            top = np.argpartition(-cosines, depth, axis=1)[:, :count]
+            for word, row, candidates in zip(batch, cosines, top):
+                candidates = candidates[np.argsort(-row[candidates], kind="stable")]
+                self._found[(word, count)] = [(self.words[i], float(row[i])) for i in candidates]
 
 
 class WordNetSwap(WordTransformation):
@@ -217,6 +300,11 @@ class WordNetSwap(WordTransformation):
 
     def __init__(self, sentence_similarity: SentenceSimilarity | None):
         self.post_constraint = sentence_similarity
+
+    def rehearsal(self) -> contextlib.AbstractContextManager[bool]:
+        """The constraint's encoder batches the windows of a rehearsal (:class:`RememberedSentences`)."""
+        encode = getattr(self.post_constraint, "encode", None)
+        return encode.rehearsal() if isinstance(encode, RememberedSentences) else super().rehearsal()
 
     def edits(self, words: Sequence[Word], index: int, rng: random.Random) -> list[dict[int, str]]:
         return [{index: synonym} for synonym in wordnet_synonyms(words[index].text)]
@@ -246,6 +334,11 @@ class EmbeddingNeighbourSwap(WordTransformation):
         self.max_candidates = max_candidates
         self.min_cos_sim = min_cos_sim
 
+    def prepare(self, texts: Sequence[str]) -> None:
+        """Find the neighbours of every word of ``texts`` in a few matrix products."""
+        words = (w.text.lower() for text in texts for w in query_words(text) if self.modifiable(w))
+        self.embedding.find_neighbours(words, self.max_candidates)
+
     def edits(self, words: Sequence[Word], index: int, rng: random.Random) -> list[dict[int, str]]:
         word = words[index].text
         return [
@@ -260,12 +353,10 @@ def check_wordnet() -> None:
 
     Used in the book chapter "Query variations".
     """
-    from nltk.corpus import wordnet
-
     try:
-        version = wordnet.get_version()
-    except LookupError as error:
-        raise FamilyUnavailable("synonym", _WORDNET_HELP) from error
+        version = english_wordnet().get_version()
+    except (LookupError, OSError) as error:
+        raise FamilyUnavailable("synonym", f"{_WORDNET_HELP} ({error})") from error
     if version != "3.0":
         raise FamilyUnavailable("synonym", f"NLTK found WordNet {version}; the study uses 3.0")
 
@@ -284,7 +375,7 @@ def synonym_generators(
         FamilyUnavailable: WordNet is missing.
     """
     check_wordnet()
-    similarity = SentenceSimilarity(sentence_encoder) if sentence_encoder is not None else None
+    similarity = None if sentence_encoder is None else SentenceSimilarity(RememberedSentences(sentence_encoder))
     if similarity is None:
         log.warning("synonym family without a sentence-similarity constraint (a deviation)")
     return EmbeddingNeighbourSwap(embedding), WordNetSwap(similarity)

@@ -20,6 +20,7 @@ Used in the book chapter "Query variations".
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -284,6 +285,30 @@ def _validate_queries(queries: Mapping[str, str]) -> None:
             )
 
 
+def _draw(
+    queries: Mapping[str, str], family: Family, seed: int, dataset: str, rng_scope: str
+) -> tuple[dict[str, QueryVariation], Counter, Counter]:
+    """One pass of the generators over the queries: the variants, and the counts of the generator
+    chosen and of generator failures."""
+    stream = random.Random(seed)
+    variations: dict[str, QueryVariation] = {}
+    chosen, failures = Counter(), Counter()
+    for query_id, original in queries.items():
+        rng = stream if rng_scope == "stream" else query_rng(seed, dataset, query_id)
+        candidates = []
+        for generator in family.generators:
+            try:
+                candidates.append((generator.name, generator(original, rng)))
+            except GeneratorFailure as failure:
+                log.debug("%s failed on query %s: %s", generator.name, query_id, failure)
+                failures[generator.name] += 1
+                candidates.append((generator.name, original))
+        name, text = rng.choice(candidates)
+        chosen[name] += 1
+        variations[query_id] = QueryVariation(query_id, text, original, name, text != original)
+    return variations, chosen, failures
+
+
 def generate_variations(
     queries: Mapping[str, str],
     family: Family | str,
@@ -318,22 +343,10 @@ def generate_variations(
         family = build_family(family)
     for generator in family.generators:
         generator.prepare(list(queries.values()))
-    stream = random.Random(seed)
-    variations: dict[str, QueryVariation] = {}
-    chosen, failures = Counter(), Counter()
-    for query_id, original in queries.items():
-        rng = stream if rng_scope == "stream" else query_rng(seed, dataset, query_id)
-        candidates = []
-        for generator in family.generators:
-            try:
-                candidates.append((generator.name, generator(original, rng)))
-            except GeneratorFailure as failure:
-                log.debug("%s failed on query %s: %s", generator.name, query_id, failure)
-                failures[generator.name] += 1
-                candidates.append((generator.name, original))
-        name, text = rng.choice(candidates)
-        chosen[name] += 1
-        variations[query_id] = QueryVariation(query_id, text, original, name, text != original)
+    with contextlib.ExitStack() as rehearsals:
+        if any([rehearsals.enter_context(g.rehearsal()) for g in family.generators]):
+            _draw(queries, family, seed, dataset, rng_scope)  # gathers the work to batch, then discarded
+    variations, chosen, failures = _draw(queries, family, seed, dataset, rng_scope)
     result = VariationSet(variations)
     empty = sum(not v.text.strip() for v in variations.values())
     if empty:
