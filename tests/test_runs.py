@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import yaml
 from robustir.results import ResultStore
-from robustir.runs import GridError, RunError, job_finished, load_grid, run_grid
+from robustir.runs import GridError, RunError, _drive, job_finished, leaders_first, load_grid, run_grid
 
 FIXTURES = Path(__file__).parent / "fixtures" / "notebooks"
 TINY = str(FIXTURES / "tiny_entry.py")
@@ -165,6 +165,34 @@ def test_killed_runs_continue_and_match_an_uninterrupted_run(tmp_path):
     assert _store_files(interrupted / "results") == expected
     grid = load_grid(interrupted / "grid.yaml", base=interrupted)
     assert all(job_finished(grid, job) for job in grid.jobs)
+
+
+def test_each_corpus_is_encoded_by_one_job_before_the_others_read_it(tmp_path):
+    from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
+
+    grid = load_grid(_grid_file(tmp_path, models=["minilm", "minilm_cls", "bm25"], datasets=["data-x", "data-y"],
+                                model_parameters={"minilm_cls": {"max_length": 64}}), base=tmp_path)
+    ready, waiting = leaders_first(grid.jobs)
+    # one leader per (forward pass, dataset, max length): minilm_cls reads MiniLM's forward pass
+    # but at another max length, so it leads its own corpora; BM25 encodes nothing and never waits
+    leaders = [(job.model, job.dataset) for job in ready if job.model != "bm25"]
+    assert leaders == [("minilm", "data-x"), ("minilm", "data-y"), ("minilm_cls", "data-x"), ("minilm_cls", "data-y")]
+    assert [job.model for job in ready[4:]] == ["bm25"] * 8
+    assert sum(map(len, waiting.values())) == len(grid.jobs) - len(ready) == 12
+    events = []
+
+    def run(job):
+        events.append(("start", job.label))
+        time.sleep(0.01)
+        events.append(("end", job.label))
+        return job.label
+
+    with ThreadPoolExecutor(2) as pool:
+        failures = _drive(list(grid.jobs), lambda job: pool.submit(run, job),
+                          lambda futures: wait(futures, return_when=FIRST_COMPLETED).done, lambda label: None)
+    assert failures == {} and sum(kind == "start" for kind, _ in events) == len(grid.jobs)
+    for leader, followers in waiting.items():
+        assert all(events.index(("start", job.label)) > events.index(("end", leader)) for job in followers)
 
 
 def test_dask_executor_writes_the_same_store_as_the_local_one(tmp_path):

@@ -421,13 +421,9 @@ class Encoder:
         """Catalog entries that read the same model's hidden states differently (another
         pooling or layer) with the same prompts and padding: one forward pass serves them all.
         """
-        def weights(spec: ModelSpec) -> tuple:
-            return (spec.hf_id, spec.package, spec.package_path, spec.gguf_file, spec.backend,
-                    spec.prompt_style, spec.separator, spec.padding_side, spec.trust_remote_code)
-
-        if self.spec.backend != "transformers":
+        if self.spec.forward_pass is None:
             return []
-        return [s for s in MODELS.values() if s.key != self.spec.key and weights(s) == weights(self.spec)]
+        return [s for s in MODELS.values() if s.key != self.spec.key and s.forward_pass == self.spec.forward_pass]
 
     def _encode_remembered(self, texts: list[str], prompt: str, heads: list[ModelSpec], desc: str) -> list[np.ndarray]:
         """:meth:`_encode_heads` for query texts: texts embedded before with ``prompt`` are

@@ -224,6 +224,19 @@ class ModelSpec:
         """True for systems that produce embeddings (everything but BM25)."""
         return self.backend != "bm25"
 
+    @property
+    def forward_pass(self) -> tuple | None:
+        """What one forward pass of this system's model depends on (weights, prompts, padding).
+
+        Catalog entries with equal values read the same hidden states (another pooling or
+        layer), so one encoding serves them all; ``None`` for systems without a transformer
+        forward pass (BM25, static word vectors).
+        """
+        if self.backend != "transformers":
+            return None
+        return (self.hf_id, self.package, self.package_path, self.gguf_file, self.backend,
+                self.prompt_style, self.separator, self.padding_side, self.trust_remote_code)
+
     def weights_location(self) -> str:
         """Local folder of package-shipped weights, else the hub id.
 

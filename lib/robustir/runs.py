@@ -65,6 +65,7 @@ import yaml
 
 import robustir
 from robustir.cache import atomic_write_text
+from robustir.models import MODELS
 from robustir.results import ResultStore, params_hash
 
 logger = logging.getLogger(__name__)
@@ -436,29 +437,84 @@ def _share_cores(workers: int) -> None:
         os.environ.setdefault(name, threads)
 
 
-def _run_local(grid: Grid, jobs: list[Job], workers: int,
-               on_done: Callable[[str], None]) -> dict[str, str]:
+def corpus_key(job: Job) -> tuple | None:
+    """The corpus embeddings a job reads: (the model's forward pass, dataset, max length).
+
+    Jobs with equal keys share one corpus encoding through the embedding cache (catalog
+    siblings included, :attr:`robustir.models.ModelSpec.forward_pass`); ``None`` for systems
+    without a costly encoding (BM25, static vectors) and for models outside the catalog.
+    """
+    spec = MODELS.get(job.model)
+    if spec is None or spec.forward_pass is None:
+        return None
+    return spec.forward_pass, job.dataset, job.parameters.get("max_length") or spec.max_length
+
+
+def leaders_first(jobs: Iterable[Job]) -> tuple[list[Job], dict[str, list[Job]]]:
+    """Order jobs so that each corpus is encoded once, not by two jobs at the same time.
+
+    The first job of each :func:`corpus_key` (its leader) runs before the other jobs of that
+    key, which wait for it and then read the corpus from the cache; jobs without a key never
+    wait.
+
+    Returns:
+        The jobs that may start now (the leaders first, then the rest, each in grid order) and,
+        per leader label, the jobs that wait for it.
+    """
+    leaders: dict[tuple, Job] = {}
+    free: list[Job] = []
+    waiting: dict[str, list[Job]] = {}
+    for job in jobs:
+        key = corpus_key(job)
+        if key is None:
+            free.append(job)
+        elif key not in leaders:
+            leaders[key] = job
+        else:
+            waiting.setdefault(leaders[key].label, []).append(job)
+    return list(leaders.values()) + free, waiting
+
+
+def _drive(jobs: list[Job], submit: Callable[[Job], Any], first_done: Callable[[list], Iterable],
+           on_done: Callable[[str], None]) -> dict[str, str]:
+    """Run ``jobs`` through an executor's ``submit``, releasing each leader's followers when it
+    ends (:func:`leaders_first`). ``first_done`` waits for at least one of the futures given and
+    returns the finished ones. Returns the failures, by job label."""
+    ready, waiting = leaders_first(jobs)
+    running = {submit(job): job for job in ready}
     failures: dict[str, str] = {}
-    context = multiprocessing.get_context("spawn")
-    with concurrent.futures.ProcessPoolExecutor(
-            max_workers=workers, mp_context=context, initializer=_share_cores,
-            initargs=(workers,)) as pool:
-        futures = {pool.submit(execute_job, grid, job): job for job in jobs}
-        for future in concurrent.futures.as_completed(futures):
-            job = futures[future]
+    while running:
+        for future in first_done(list(running)):
+            job = running.pop(future)
             try:
                 on_done(future.result())
             except Exception as error:  # noqa: BLE001 - one failed job must not stop the others
                 logger.error("job %s failed: %s", job.label, error)
                 failures[job.label] = f"{type(error).__name__}: {error}"
+            # followers run even after a failed leader: each then encodes the corpus itself
+            for follower in waiting.pop(job.label, []):
+                running[submit(follower)] = follower
     return failures
+
+
+def _run_local(grid: Grid, jobs: list[Job], workers: int,
+               on_done: Callable[[str], None]) -> dict[str, str]:
+    context = multiprocessing.get_context("spawn")
+    with concurrent.futures.ProcessPoolExecutor(
+            max_workers=workers, mp_context=context, initializer=_share_cores,
+            initargs=(workers,)) as pool:
+        return _drive(
+            jobs, lambda job: pool.submit(execute_job, grid, job),
+            lambda futures: concurrent.futures.wait(
+                futures, return_when=concurrent.futures.FIRST_COMPLETED).done,
+            on_done,
+        )
 
 
 def _run_dask(grid: Grid, jobs: list[Job], workers: int, scheduler: str | None,
               on_done: Callable[[str], None]) -> dict[str, str]:
-    from dask.distributed import Client, LocalCluster, as_completed
+    from dask.distributed import Client, LocalCluster, wait
 
-    failures: dict[str, str] = {}
     cluster = None
     if scheduler is None:
         # Worker processes, one thread each: jobs do not compete for the same cores, and
@@ -468,20 +524,15 @@ def _run_dask(grid: Grid, jobs: list[Job], workers: int, scheduler: str | None,
                                dashboard_address=None)
     client = Client(cluster if cluster is not None else scheduler)
     try:
-        futures = client.map(execute_job, [grid] * len(jobs), jobs, pure=False)
-        labels = {future.key: job.label for future, job in zip(futures, jobs)}
-        for future in as_completed(futures):
-            try:
-                on_done(future.result())
-            except Exception as error:  # noqa: BLE001 - as in _run_local
-                label = labels[future.key]
-                logger.error("job %s failed: %s", label, error)
-                failures[label] = f"{type(error).__name__}: {error}"
+        return _drive(
+            jobs, lambda job: client.submit(execute_job, grid, job, pure=False),
+            lambda futures: wait(futures, return_when="FIRST_COMPLETED").done,
+            on_done,
+        )
     finally:
         client.close()
         if cluster is not None:
             cluster.close()
-    return failures
 
 
 def run_grid(grid: Grid, *, force: bool = False, executor: str = "local",
