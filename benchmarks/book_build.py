@@ -34,6 +34,7 @@ SOURCES = ("_config.yml", "_toc.yml", "jupytext.toml", "book", "notebooks", "con
 
 def fresh_copy(destination: Path) -> Path:
     """Copy the book's sources to ``destination`` without results, runs or build outputs."""
+    destination.mkdir(parents=True, exist_ok=True)
     for name in SOURCES:
         source = REPO / name
         if source.is_dir():
