@@ -66,6 +66,44 @@ table
 # %%
 poisoning_table(shown, "nDCG@10 change", digits=2)
 
+# %% [markdown]
+# ## Last-token pooling: the passage's final token decides
+#
+# For systems that pool the last token's hidden state, the table lists each run's final tokens
+# of the initial (gold) passages and the share of test queries that end with one of them, beside
+# the ASR of the gold and the optimised passages. SmolLM2, never trained for retrieval, puts
+# much of a text's embedding into its final token: a seed whose clusters happen to start from a
+# passage ending as most queries do (SciFact's claims end with a full stop) succeeds before any
+# optimisation, and a seed whose passages all end otherwise fails, whatever the text. A few
+# HotFlip steps at random positions rarely reach the last position.
+
+# %%
+import pandas as pd
+from robustir.attack import final_tokens
+from robustir.data import load_dataset
+from robustir.encode import Encoder
+from robustir.models import get_model_spec
+
+rows = []
+hotflip = shown[shown["variant"].str.startswith("hotflip_")]
+for _, run in hotflip.iterrows():
+    spec = get_model_spec(run["model"])
+    if spec.pooling != "last_token" or not isinstance(run.get("passages_file"), str):
+        continue
+    queries = load_dataset(run["dataset"], "test").queries
+    found = final_tokens(run["passages_file"], queries, Encoder(spec, progress=False).tokenizer)
+    gold = shown[(shown["model"] == run["model"]) & (shown["dataset"] == run["dataset"])
+                 & (shown["seed"] == run["seed"])
+                 & (shown["variant"] == run["variant"].replace("hotflip_", "gold_", 1))]
+    rows.append({
+        "model": run["model"], "dataset": run["dataset"], "passages": run["variant"], "seed": run["seed"],
+        "final tokens of the gold passages": " ".join(repr(t) for t in found["final_tokens"]),
+        "queries ending alike": round(found["queries_ending_alike"], 3),
+        f"gold {measure}": round(float(gold[measure].iloc[0]), 3) if len(gold) else None,
+        f"HotFlip {measure}": round(float(run[measure]), 3),
+    })
+pd.DataFrame(rows)
+
 # %%
 # NBVAL_CHECK_OUTPUT
 for (passages, dtype, model), row in table.iterrows():

@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from robustir.attack import (
+    final_tokens,
     HotFlipConfig,
     attacker_pairs,
     cluster_targets,
@@ -223,6 +224,21 @@ def test_a_killed_attack_resumes_from_its_checkpoint_and_ends_like_an_uninterrup
     baseline = query_text_passages(encoder, train, config)
     assert len(baseline) == 2 and all(len(p) == 8 for p in baseline)
     assert all(p[0] == encoder.tokenizer.cls_token_id for p in baseline)
+
+
+def test_final_tokens_of_the_gold_passages_and_the_queries_that_end_alike(tmp_path):
+    tokenizer = Encoder(get_model_spec("minilm"), progress=False).tokenizer
+
+    def ids(text):
+        return tokenizer(text, add_special_tokens=False)["input_ids"]
+
+    passages = {"0": {"initial_ids": ids("aspirin lowers the risk.")}, "1": {"initial_ids": ids("heart disease")}}
+    path = tmp_path / "passages.json"
+    path.write_text(json.dumps({"passages": passages}))
+    queries = {"a": "aspirin helps.", "b": "blood pressure", "c": "cancer and the heart disease"}
+    found = final_tokens(path, queries, tokenizer)
+    assert found["final_tokens"] == [".", "disease"]
+    assert found["queries_ending_alike"] == pytest.approx(2 / 3)
 
 
 def test_poisoning_table_reports_mean_and_population_std_over_seeds():

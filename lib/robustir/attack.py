@@ -902,6 +902,31 @@ def run_corpus_poisoning(
 
 
 # --- aggregation ----------------------------------------------------------------------------
+def final_tokens(passages_file: str | Path, queries: Mapping[str, str], tokenizer) -> dict:
+    """The final tokens of a run's initial (gold) passages, and the share of queries that end
+    with one of them.
+
+    A last-token-pooled model that was never trained for retrieval (SmolLM2) puts much of a
+    text's embedding into its final token: a passage that ends as most queries do is close to
+    all of them before any optimisation, one that does not may be close to none, whatever the
+    rest of the text says (chapter "Corpus poisoning").
+
+    Args:
+        passages_file: A passages file written by :func:`run_poisoning`.
+        queries: The evaluation queries ``{qid: text}``.
+        tokenizer: The system's tokenizer.
+
+    Returns:
+        ``{"final_tokens": sorted distinct final tokens, "queries_ending_alike": share in [0, 1]}``.
+    """
+    passages = json.loads(Path(passages_file).read_text(encoding="utf-8"))["passages"]
+    finals = {tokenizer.decode(p["initial_ids"][-1:]) for p in passages.values()}
+    endings = [tokenizer.decode(tokenizer(text, add_special_tokens=False)["input_ids"][-1:])
+               for text in queries.values()]
+    return {"final_tokens": sorted(finals),
+            "queries_ending_alike": float(np.mean([e in finals for e in endings])) if endings else float("nan")}
+
+
 _VARIANT = r"^(?P<passages>.+)_N(?P<n_passages>\d+)(?:_(?P<attack_dtype>bfloat16|float16))?$"
 
 
