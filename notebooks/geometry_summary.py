@@ -33,6 +33,7 @@ geometry_metrics = ["average_cosine", "isoscore", "uniformity", "alignment", "me
 clean_measure = "nDCG@10"  # clean effectiveness, used as colour and as the partial control
 clean_sources = [["evaluate", "clean"], ["query_variations", "none"]]  # first source wins
 drop_rate_measure = "drop_rate"  # measure of experiment `query_variations` (one variant per family)
+chance_level = 0.05  # clean nDCG@10 below which a system's relative drop rate is left out
 asr_measure = "ASR@20"  # measure of experiment `corpus_poisoning`
 asr_variant = None  # variant of corpus_poisoning to use (the study: 50 passages); None: all
 confidence = 0.95  # coverage of the correlation intervals
@@ -150,8 +151,28 @@ clean = (
     .drop_duplicates(["model", "dataset"], keep="first")
     .drop(columns="variant")
 )
-drop_rates = measure_table("query_variations", drop_rate_measure)
+all_drop_rates = measure_table("query_variations", drop_rate_measure)
 asr = measure_table("corpus_poisoning", asr_measure, asr_variant)
+
+# A drop rate divides by the clean score: for a system at chance level it is noise over noise.
+# Such systems stay in the absolute-change panels (clean − perturbed nDCG@10, no division).
+at_chance = clean[clean[clean_measure] < chance_level][["model", "dataset"]]
+chance_keys = set(map(tuple, at_chance.to_numpy()))
+drop_rates = all_drop_rates[[key not in chance_keys for key in zip(all_drop_rates["model"],
+                                                                    all_drop_rates["dataset"])]]
+absolute_measure = f"absolute drop of {clean_measure}"
+absolute_drops = (
+    measure_table("query_variations", "clean")
+    .merge(measure_table("query_variations", "perturbed"), on=["model", "dataset", "variant"])
+    .assign(**{absolute_measure: lambda frame: frame["clean"] - frame["perturbed"]})
+    [["model", "dataset", "variant", absolute_measure]]
+)
+if chance_keys:
+    display(Markdown(
+        f"Systems below {chance_level} clean {clean_measure}, left out of the drop-rate panels "
+        "(their relative drop divides by a near-zero score) and kept in the absolute ones: "
+        + ", ".join(f"{m} on {d}" for m, d in sorted(chance_keys)) + "."
+    ))
 seed_geometry = geometry_table[["model", "dataset", *metrics]]
 
 
@@ -207,6 +228,17 @@ else:
     scatter_grid(drop_panels, drop_rate_measure, "drop rate")
 
 # %% [markdown]
+# The same layout with the absolute change of nDCG@10 (clean − perturbed), which stays
+# defined for systems at chance level.
+
+# %%
+absolute_panels = panel_data(absolute_drops, absolute_measure)
+if absolute_panels.empty:
+    display(Markdown("*Skipped: no query-variation results for these models.*"))
+else:
+    scatter_grid(absolute_panels, absolute_measure, f"clean − perturbed {clean_measure}")
+
+# %% [markdown]
 # ## Figure 3 layout: geometry against attack success
 
 # %%
@@ -232,7 +264,8 @@ long_panels = pd.concat(
         frame.melt(id_vars=["model", "dataset", "variant", measure, clean_measure],
                    value_vars=metrics, var_name="metric", value_name="geometry")
         .rename(columns={measure: "stability"}).assign(stability_measure=measure)
-        for frame, measure in ((drop_panels, drop_rate_measure), (asr_panels, asr_measure))
+        for frame, measure in ((drop_panels, drop_rate_measure), (absolute_panels, absolute_measure),
+                               (asr_panels, asr_measure))
         if not frame.empty and clean_measure in frame
     ]
     or [pd.DataFrame(columns=["model", "dataset", "variant", "metric", "geometry", "stability",

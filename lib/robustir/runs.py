@@ -18,6 +18,11 @@ Every write is atomic (temporary name, then rename) and ``job.json`` is written 
 the runner at any moment and rerunning it redoes at most the jobs that were in flight and loses
 nothing that had finished.
 
+Jobs run in parallel (``workers``), with one ordering rule: jobs that read the same corpus
+embeddings (:func:`corpus_key`: the model's forward pass, the dataset and the max length) wait
+until the first of them has finished, so that each corpus is encoded once and read from the
+embedding cache by the others (:func:`leaders_first`).
+
 Aggregate notebooks (``aggregates:`` in the grid) read the store and make the book's figures and
 tables; :func:`run_aggregates` re-executes one only when its source, its parameters or the store's
 contents changed.
