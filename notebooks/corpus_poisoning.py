@@ -30,7 +30,7 @@ model = "minilm"  # catalog key (robustir.models.MODELS)
 dataset = "scifact"  # dataset key under the data root; needs a training split
 attacker_split = "train"  # the attacker's queries and gold passages
 split = "test"  # evaluation split (clean queries, poisoned corpus)
-n_passages = 10  # N: clusters = adversarial passages (the study: 10 and 50)
+n_passages = 10  # N, the number of clusters and of adversarial passages (the study 10 and 50)
 iterations = 10  # HotFlip iterations per cluster (the study: 5,000)
 seed = 1999  # the study: 1999, 5, 27, 2016, 2026
 candidates = 100  # candidate tokens per iteration (the study: 100)

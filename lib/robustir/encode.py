@@ -185,14 +185,21 @@ def _load_weights(
     location: str, trust_remote_code: bool, padding_side: str | None, device: str, dtype: str
 ):
     from transformers import AutoModel, AutoTokenizer
+    from transformers.utils import logging as transformers_logging
 
     tokenizer = AutoTokenizer.from_pretrained(location, trust_remote_code=trust_remote_code)
     # outside inference mode even when first used while encoding: the attack needs gradients
     # through buffers such as BERT's position ids
-    with torch.inference_mode(False):
-        model = AutoModel.from_pretrained(
-            location, dtype=getattr(torch, dtype), trust_remote_code=trust_remote_code
-        )
+    bar_was_on = transformers_logging.is_progress_bar_enabled()
+    transformers_logging.disable_progress_bar()  # a bar per load clutters every notebook
+    try:
+        with torch.inference_mode(False):
+            model = AutoModel.from_pretrained(
+                location, dtype=getattr(torch, dtype), trust_remote_code=trust_remote_code
+            )
+    finally:
+        if bar_was_on:
+            transformers_logging.enable_progress_bar()
     if padding_side:
         tokenizer.padding_side = padding_side
     if tokenizer.pad_token is None:
