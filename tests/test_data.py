@@ -576,3 +576,27 @@ def test_download_of_local_only_or_present_data_needs_no_network(tmp_path):
     )
     with pytest.raises(UnknownDatasetError):
         data.download_dataset("scifactt", tmp_path)
+
+
+def test_bright_excluded_ids_are_read_from_query_metadata_and_leave_the_run(tmp_path):
+    from robustir.evaluation import evaluate
+
+    queries = [
+        {"_id": "q1", "text": "lift and angle of attack", "metadata": {"excluded_ids": ["d1", "N/A"]}},
+        {"_id": "q2", "text": "boundary layer separation", "metadata": {"excluded_ids": ["N/A"]}},
+    ]
+    dataset = data.load_dataset(write_dataset(tmp_path / "bright-like", queries=queries))
+    assert dataset.excluded_ids == {"q1": ["d1"]}
+    # d1 is q1's best BM25 hit and its relevant document; excluded, it is gone from the run
+    kept = evaluate("bm25", dataset, progress=False, excluded_ids={})
+    filtered = evaluate("bm25", dataset, progress=False)
+    assert "d1" in kept.run["q1"] and "d1" not in filtered.run["q1"]
+    assert filtered.run["q2"] == kept.run["q2"] and filtered.params["excluded_ids"] is True
+    assert filtered.per_query.loc["q1", "nDCG@10"] < kept.per_query.loc["q1", "nDCG@10"]
+
+
+def test_malformed_excluded_ids_name_the_file_and_line(tmp_path):
+    queries = [{"_id": "q1", "text": "lift", "metadata": {"excluded_ids": "d1"}},
+               {"_id": "q2", "text": "boundary layer separation"}]
+    with pytest.raises(BeirFormatError, match=r"queries.jsonl:1: metadata.excluded_ids of query 'q1'"):
+        data.load_dataset(write_dataset(tmp_path / "bad", queries=queries))

@@ -779,6 +779,9 @@ def evaluate_poisoning(
     )
     clean_run = retrieve.dense_search(queries, corpus, top_k=top_k, score=spec.score)
     run = retrieve.dense_search(queries, poisoned, top_k=top_k, score=spec.score)
+    if test.excluded_ids:  # BRIGHT's excluded ids leave attack runs too (protocol §2.3.6)
+        clean_run = retrieve.remove_excluded_ids(clean_run, test.excluded_ids)
+        run = retrieve.remove_excluded_ids(run, test.excluded_ids)
     clean = per_query_metrics(test.qrels, clean_run, ["nDCG@10"])["nDCG@10"]
     ndcg = per_query_metrics(test.qrels, run, ["nDCG@10"])["nDCG@10"]
     by_rule = {

@@ -73,6 +73,9 @@ class Dataset:
             relevant documents.
         skipped_headerless_line: the ``(query_id, doc_id, grade)`` row dropped by the BRIGHT
             header-line quirk (protocol §8.1 row 2), or ``None``.
+        excluded_ids: ``{query_id: [doc_id, …]}`` from the queries' ``metadata.excluded_ids``
+            (BRIGHT; ``"N/A"`` dropped), removed from each query's hits after retrieval
+            (protocol §2.3.6); empty for datasets without them.
     """
 
     name: str
@@ -84,6 +87,7 @@ class Dataset:
     checksum: str
     unknown_doc_judgements: int = 0
     skipped_headerless_line: tuple[str, str, int] | None = None
+    excluded_ids: dict[str, list[str]] = field(default_factory=dict, repr=False)
 
 
 def data_root(explicit: str | os.PathLike[str] | None = None) -> Path:
@@ -179,6 +183,20 @@ def _numbered_lines(path: Path, digest=None) -> Iterator[tuple[int, str]]:
                 ) from None
             if line.strip():
                 yield line_number, line
+
+
+def _excluded_ids(path: Path, record: dict, line_number: int) -> list[str]:
+    """A query's ``metadata.excluded_ids`` without BRIGHT's ``"N/A"`` placeholder."""
+    metadata = record.get("metadata")
+    excluded = metadata.get("excluded_ids") if isinstance(metadata, dict) else None
+    if excluded is None:
+        return []
+    if not isinstance(excluded, list) or not all(isinstance(d, (str, int)) for d in excluded):
+        raise BeirFormatError(
+            f"{path}:{line_number}: metadata.excluded_ids of query {record['_id']!r} must be a list "
+            "of doc ids; BRIGHT writes e.g. [\"N/A\"] or [\"doc1\", \"doc2\"]."
+        )
+    return [str(d) for d in excluded if str(d) != "N/A"]
 
 
 def _read_jsonl_records(
@@ -493,6 +511,11 @@ def load_dataset(
             record, line_number = query_records[query_id]
             _check_query_text(queries_path, query_id, line_number, record["text"])
     queries = {query_id: query_records[query_id][0]["text"] for query_id in kept}
+    excluded_ids = {
+        query_id: excluded
+        for query_id in kept
+        if (excluded := _excluded_ids(queries_path, *query_records[query_id]))
+    }
 
     unknown = [
         (query_id, doc_id)
@@ -525,6 +548,7 @@ def load_dataset(
         checksum=digest.hexdigest(),
         unknown_doc_judgements=len(unknown),
         skipped_headerless_line=skipped,
+        excluded_ids=excluded_ids,
     )
     logger.info(
         "loaded %s/%s: %d docs, %d queries, %d judgements",

@@ -144,7 +144,8 @@ def evaluate(
         measures: Measure names (``robustir.metrics``).
         remove_self_matches: Drop hits whose id equals the query id; default: only on
             ArguAna, as the study (protocol §2.3.5).
-        excluded_ids: ``{qid: [doc_id, …]}`` removed after retrieval (BRIGHT, §2.3.6).
+        excluded_ids: ``{qid: [doc_id, …]}`` removed after retrieval (BRIGHT, §2.3.6);
+            default: the dataset's own, from its queries' metadata (``{}`` to keep every hit).
         encoder: Reuse an :class:`Encoder` (its settings then win over the arguments above).
         progress: Show progress bars.
     """
@@ -180,6 +181,8 @@ def evaluate(
         encoding = {"bm25_k1": spec.bm25_k1, "bm25_b": spec.bm25_b, "stemmer": "english"}
     if remove_self_matches:
         run = retrieve.remove_self_matches(run)
+    if excluded_ids is None:
+        excluded_ids = dataset.excluded_ids
     if excluded_ids:
         run = retrieve.remove_excluded_ids(run, excluded_ids)
 
