@@ -94,7 +94,7 @@ for _, run in hotflip.iterrows():
     found = final_tokens(run["passages_file"], queries, Encoder(spec, progress=False).tokenizer)
     gold = shown[(shown["model"] == run["model"]) & (shown["dataset"] == run["dataset"])
                  & (shown["seed"] == run["seed"])
-                 & (shown["variant"] == run["variant"].replace("hotflip_", "gold_", 1))]
+                 & (shown["variant"] == "gold_" + run["variant"].split("_")[1])]  # gold_N<n>
     rows.append({
         "model": run["model"], "dataset": run["dataset"], "passages": run["variant"], "seed": run["seed"],
         "final tokens of the gold passages": " ".join(repr(t) for t in found["final_tokens"]),
