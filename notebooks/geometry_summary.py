@@ -257,6 +257,10 @@ else:
 # panel at p < 0.05 **without any multiple-comparison correction**; the Holm (family-wise) and
 # Benjamini–Hochberg (false discovery rate) adjustments below run across the whole grid.
 # Panels with fewer than 5 systems are left out.
+#
+# The mean spectral norm is a property of the weights, and catalog siblings (one backbone read
+# at another layer or with another pooling) share their weights: its panels compare as many
+# backbones as `distinct_geometry_values` counts, not as many systems as `n`.
 
 # %%
 long_panels = pd.concat(
@@ -279,6 +283,10 @@ grid = (
     )
     if not long_panels.empty else pd.DataFrame()
 )
+if not grid.empty:
+    panel = ["stability_measure", "dataset", "variant", "metric"]
+    distinct = long_panels.groupby(panel)["geometry"].nunique().rename("distinct_geometry_values")
+    grid = grid.join(distinct, on=panel)
 if grid.empty:
     display(Markdown("*No panel has 5 or more systems with geometry, stability and clean "
                      "results: the correlation grid is empty.*"))
