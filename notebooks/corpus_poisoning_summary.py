@@ -78,23 +78,34 @@ poisoning_table(shown, "nDCG@10 change", digits=2)
 # HotFlip steps at random positions rarely reach the last position.
 
 # %%
+import functools
+
 import pandas as pd
 from robustir.attack import final_tokens
 from robustir.data import load_dataset
 from robustir.encode import Encoder
 from robustir.models import get_model_spec
 
+
+@functools.cache
+def tokenizer_of(model: str):
+    return Encoder(get_model_spec(model), progress=False).tokenizer
+
+
+@functools.cache
+def test_queries(dataset: str) -> dict[str, str]:
+    return load_dataset(dataset, "test").queries
+
+
 rows = []
 hotflip = shown[shown["variant"].str.startswith("hotflip_")]
 for _, run in hotflip.iterrows():
-    spec = get_model_spec(run["model"])
-    if spec.pooling != "last_token" or not isinstance(run.get("passages_file"), str):
+    if get_model_spec(run["model"]).pooling != "last_token" or not isinstance(run.get("passages_file"), str):
         continue
-    queries = load_dataset(run["dataset"], "test").queries
-    found = final_tokens(run["passages_file"], queries, Encoder(spec, progress=False).tokenizer)
+    found = final_tokens(run["passages_file"], test_queries(run["dataset"]), tokenizer_of(run["model"]))
     gold = shown[(shown["model"] == run["model"]) & (shown["dataset"] == run["dataset"])
                  & (shown["seed"] == run["seed"])
-                 & (shown["variant"] == "gold_" + run["variant"].split("_")[1])]  # gold_N<n>
+                 & (shown["variant"] == f"gold_N{int(run['n_passages'])}")]
     rows.append({
         "model": run["model"], "dataset": run["dataset"], "passages": run["variant"], "seed": run["seed"],
         "final tokens of the gold passages": " ".join(repr(t) for t in found["final_tokens"]),

@@ -915,7 +915,7 @@ def final_tokens(passages_file: str | Path, queries: Mapping[str, str], tokenize
     rest of the text says (chapter "Corpus poisoning").
 
     Args:
-        passages_file: A passages file written by :func:`run_poisoning`.
+        passages_file: A passages file written by :func:`run_corpus_poisoning`.
         queries: The evaluation queries ``{qid: text}``.
         tokenizer: The system's tokenizer.
 

@@ -269,6 +269,7 @@ class Encoder:
         # query set that repeats texts (the unchanged queries of a variation) encodes only the
         # new ones; forgotten all at once past REMEMBERED_QUERY_BYTES
         self._remembered: dict[tuple[str, str, str], np.ndarray] = {}
+        self._remembered_bytes = 0
 
     # --- model access -------------------------------------------------------------------
     def _weights(self):
@@ -435,14 +436,16 @@ class Encoder:
     def _encode_remembered(self, texts: list[str], prompt: str, heads: list[ModelSpec], desc: str) -> list[np.ndarray]:
         """:meth:`_encode_heads` for query texts: texts embedded before with ``prompt`` are
         taken from memory and only the others are encoded."""
-        new = [t for t in dict.fromkeys(texts) if any((h.key, prompt, t) not in self._remembered for h in heads)]
         if not texts:
             return self._encode_heads(texts, prompt, heads, desc=desc)
+        new = [t for t in dict.fromkeys(texts) if any((h.key, prompt, t) not in self._remembered for h in heads)]
         if new:
             fresh = self._encode_heads(new, prompt, heads, desc=desc)
-            size = sum(v.nbytes for v in fresh) + sum(v.nbytes for v in self._remembered.values())
-            if size > REMEMBERED_QUERY_BYTES:
+            added = sum(v.nbytes for v in fresh)
+            if self._remembered_bytes + added > REMEMBERED_QUERY_BYTES:
                 self._remembered.clear()
+                self._remembered_bytes = 0
+            self._remembered_bytes += added
             for head, vectors in zip(heads, fresh):
                 self._remembered.update(((head.key, prompt, t), v) for t, v in zip(new, vectors))
         return [np.stack([self._remembered[(h.key, prompt, t)] for t in texts]) for h in heads]

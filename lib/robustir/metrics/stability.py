@@ -210,7 +210,6 @@ def kendall_tau_union(first: Sequence[str], second: Sequence[str], k: int = OVER
 
 def _positions(docs: Sequence[str], ranking: Sequence[str]) -> list[int]:
     """1-based position of each of a few ``docs`` in ``ranking``; ``len(ranking) + 1`` if absent."""
-    ranking = list(ranking)
     positions = []
     for doc in docs:
         try:

@@ -344,6 +344,7 @@ def generate_variations(
     for generator in family.generators:
         generator.prepare(list(queries.values()))
     with contextlib.ExitStack() as rehearsals:
+        # a list, not a generator: every generator's context is entered, not only up to the first
         if any([rehearsals.enter_context(g.rehearsal()) for g in family.generators]):
             _draw(queries, family, seed, dataset, rng_scope)  # gathers the work to batch, then discarded
     variations, chosen, failures = _draw(queries, family, seed, dataset, rng_scope)
