@@ -19,17 +19,20 @@ FAMILIES = ["mispelling", "ordering", "synonym"]
 GEOMETRY = ["average_cosine", "isoscore", "uniformity", "alignment", "mean_spectral_norm"]
 
 
-def _write_store(root: Path) -> None:
+def _write_store(root: Path, *, chance_model: str | None = None, absolute: bool = False) -> None:
     """Geometry (two seeds), clean nDCG@10 and drop rates for six systems; no poisoning runs.
 
     wordllama has no ``evaluate`` entry: its clean nDCG@10 comes only from the clean reference
     entry (variant ``none``) that the query-variation experiment stores, as in the real store.
+    ``chance_model`` gets a clean nDCG@10 of 0.01; with ``absolute`` the drop-rate entries also
+    hold the clean and perturbed means, as real query-variation runs do.
     """
     rng = np.random.default_rng(0)
     store = ResultStore(root)
     per_query = pd.DataFrame({"query_id": ["q1"], "measure": ["alignment"], "value": [0.5]})
     for model in MODELS:
-        clean = {"metrics": {"nDCG@10": rng.uniform(0.1, 0.7)}}
+        ndcg = 0.01 if model == chance_model else rng.uniform(0.1, 0.7)
+        clean = {"metrics": {"nDCG@10": ndcg}}
         if model != "wordllama":
             store.write_entry(store.entry_dir("evaluate", model, "scifact", "clean", None),
                               {"model": model}, per_query, clean)
@@ -43,14 +46,16 @@ def _write_store(root: Path) -> None:
             store.write_entry(store.entry_dir("geometry", model, "scifact", "clean", seed),
                               {"model": model, "seed": seed}, per_query, {"metrics": metrics})
             for family in FAMILIES:
+                drop = rng.uniform(0.0, 0.4)
+                summary = {"metrics": {"drop_rate": drop}}
+                if absolute:
+                    summary.update(clean=ndcg, perturbed=ndcg * (1 - drop))
                 store.write_entry(store.entry_dir("query_variations", model, "scifact", family, seed),
-                                  {"model": model, "family": family}, per_query,
-                                  {"metrics": {"drop_rate": rng.uniform(0.0, 0.4)}})
+                                  {"model": model, "family": family}, per_query, summary)
 
 
-@pytest.mark.skipif(not REFERENCE.is_dir(), reason="needs ../shared/reference")
-def test_geometry_summary_draws_figure2_and_skips_figure3(tmp_path):
-    _write_store(tmp_path / "results")
+def _run_summary(tmp_path: Path) -> tuple[list[dict], str, dict[str, str]]:
+    """Execute the notebook on ``tmp_path/results``: outputs, markdown text, glued values."""
     notebook = jupytext.read(ROOT / "notebooks" / "geometry_summary.py")
     source = tmp_path / "geometry_summary.ipynb"
     jupytext.write(notebook, source)
@@ -62,12 +67,19 @@ def test_geometry_summary_draws_figure2_and_skips_figure3(tmp_path):
     cells = json.loads(executed.read_text())["cells"]
     outputs = [output for cell in cells if cell["cell_type"] == "code" for output in cell["outputs"]]
     text = "\n".join("".join(o.get("data", {}).get("text/markdown", "")) for o in outputs)
-    assert "Figure 3 skipped" in text and "Figure 2 skipped" not in text
     glued = {}  # myst_nb's glue(display=False) prefixes the mime type of the stored value
     for output in outputs:
         record = output.get("metadata", {}).get("scrapbook")
         if record:
             glued[record["name"]] = output["data"][record["mime_prefix"] + "text/plain"]
+    return outputs, text, glued
+
+
+@pytest.mark.skipif(not REFERENCE.is_dir(), reason="needs ../shared/reference")
+def test_geometry_summary_draws_figure2_and_skips_figure3(tmp_path):
+    _write_store(tmp_path / "results")
+    outputs, text, glued = _run_summary(tmp_path)
+    assert "Figure 3 skipped" in text and "Figure 2 skipped" not in text
     assert glued["geometry_n_encoders"] == "6"
     # 3 families × 5 metrics, and no panel for the clean reference variant "none"
     assert glued["geometry_n_tests"] == str(len(FAMILIES) * len(GEOMETRY))
@@ -75,3 +87,16 @@ def test_geometry_summary_draws_figure2_and_skips_figure3(tmp_path):
     assert glued["geometry_max_panel_systems"] == "6"
     figures = sum("image/png" in o.get("data", {}) for o in outputs)
     assert figures == 2  # Figure 2 for scifact and the scaling figure; no Figure 3
+
+
+@pytest.mark.skipif(not REFERENCE.is_dir(), reason="needs ../shared/reference")
+def test_a_system_at_chance_leaves_the_drop_rate_panels_and_stays_in_the_absolute_ones(tmp_path):
+    _write_store(tmp_path / "results", chance_model="smollm2", absolute=True)
+    outputs, text, glued = _run_summary(tmp_path)
+    assert "left out of the drop-rate panels" in text and "smollm2 on scifact" in text
+    # absolute panels: all 6 systems, every metric; relative panels: 5 systems, and 4 for the
+    # spectral norm (wordllama has none), too few for a test
+    assert glued["geometry_n_tests"] == str(len(FAMILIES) * len(GEOMETRY) + len(FAMILIES) * (len(GEOMETRY) - 1))
+    assert glued["geometry_max_panel_systems"] == "6"
+    figures = sum("image/png" in o.get("data", {}) for o in outputs)
+    assert figures == 3  # Figure 2, its absolute-change twin, and the scaling figure
