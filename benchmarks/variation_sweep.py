@@ -25,11 +25,10 @@ import time
 
 from robustir.cache import EmbeddingCache
 from robustir.data import load_dataset
-from robustir.encode import Encoder
-from robustir.evaluation import evaluate
-from robustir.models import get_model_spec
+from robustir.experiments.evaluation import evaluate
+from robustir.experiments.query_variations import CLEAN_VARIANT, evaluate_variation
 from robustir.perturb import FAMILY_NAMES, STUDY_SEEDS, FamilyUnavailable, build_family
-from robustir.perturb.experiment import CLEAN_VARIANT, evaluate_variation
+from robustir.retrievers import make_retriever
 
 GOAL = 0.2
 
@@ -47,7 +46,8 @@ def main(argv: list[str] | None = None) -> int:
 
     data = load_dataset(args.dataset, args.split)
     with tempfile.TemporaryDirectory(prefix="variation-sweep-") as scratch:
-        encoder = Encoder(get_model_spec(args.model), cache=EmbeddingCache(f"{scratch}/cache"), progress=False)
+        retriever = make_retriever(args.model, cache=EmbeddingCache(f"{scratch}/cache"), progress=False)
+        encoder = retriever.encoder
         encoder.encode_texts(["warm-up"])  # load the weights outside the timed baseline
         started, started_cpu = time.perf_counter(), time.process_time()
         encoder.encode_corpus(data.corpus, data.name)
@@ -59,7 +59,7 @@ def main(argv: list[str] | None = None) -> int:
 
         started, started_cpu = time.perf_counter(), time.process_time()
         before = encoder.stats.texts_encoded
-        clean = evaluate(args.model, data, encoder=encoder, variant=CLEAN_VARIANT, progress=False)
+        clean = evaluate(retriever, data, variant=CLEAN_VARIANT, progress=False)
         rows, unavailable = [], {}
         for name in args.families:
             try:
@@ -70,7 +70,7 @@ def main(argv: list[str] | None = None) -> int:
                 unavailable[error.family] = error.reason
                 continue
             for seed in args.seeds:
-                run = evaluate_variation(args.model, data, family, seed, encoder=encoder, clean=clean,
+                run = evaluate_variation(retriever, data, family, seed, clean=clean,
                                          variants_dir=f"{scratch}/variants", n_resamples=args.n_resamples)
                 rows.append((family.key, seed, run.summary))
         sweep_seconds = time.perf_counter() - started

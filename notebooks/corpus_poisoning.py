@@ -26,7 +26,7 @@
 # aggregate notebook `corpus_poisoning_summary.py` builds the Table 3 layout.
 
 # %% tags=["parameters"]
-model = "minilm"  # catalog key (robustir.models.MODELS)
+model = "minilm"  # catalog key, model folder, .yaml model spec or mapping (robustir.model_sources)
 dataset = "scifact"  # dataset key under the data root; needs a training split
 attacker_split = "train"  # the attacker's queries and gold passages
 split = "test"  # evaluation split (clean queries, poisoned corpus)
@@ -43,6 +43,7 @@ data_root = None  # None: $ROBUSTIR_DATA or ./data
 cache_dir = None  # embedding cache; None: $ROBUSTIR_CACHE/embeddings or ~/.cache/robustir/embeddings
 device = None  # None: CUDA when available, else CPU
 max_length = None  # token limit of queries and test documents; None: the system's own
+dtype = None  # evaluation weights dtype; None: float32 on a CPU, the system's on CUDA
 output = "results"  # results-store root
 
 # %%
@@ -51,8 +52,10 @@ import logging
 from pathlib import Path
 
 import pandas as pd
-from robustir.attack import HotFlipConfig, run_corpus_poisoning
+from robustir.attack import HotFlipConfig
 from robustir.cache import EmbeddingCache
+from robustir.experiments.corpus_poisoning import run_corpus_poisoning
+from robustir.model_sources import resolve_model
 
 logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s")
 
@@ -60,10 +63,12 @@ config = HotFlipConfig(
     n_passages=n_passages, iterations=iterations, candidates=candidates,
     passage_length=passage_length, batch_size=batch_size, seed=seed,
 )
+spec = resolve_model(model)
 evaluations = run_corpus_poisoning(
-    model, dataset, config, attacker_split=attacker_split, split=split, data_root=data_root,
+    spec, dataset, config, attacker_split=attacker_split, split=split, data_root=data_root,
     output=output, cache=EmbeddingCache(cache_dir), device=device, max_length=max_length,
-    attack_dtype="bfloat16" if bf16 else None, tie_rule=tie_rule, baselines=baselines,
+    dtype=dtype, attack_dtype="bfloat16" if bf16 else None, tie_rule=tie_rule,
+    baselines=baselines,
 )
 
 # %% [markdown]
@@ -116,5 +121,5 @@ print(f"{summary['attack_elapsed_s']:.0f} s for {iterations} iterations × {n_pa
 # %%
 # NBVAL_CHECK_OUTPUT
 for variant, evaluation in evaluations.items():
-    print(f"{model} {dataset} {variant}: ASR@20 = "
+    print(f"{spec.key} {dataset} {variant}: ASR@20 = "
           f"{100 * evaluation.summary['metrics']['ASR@20']:.1f}%")

@@ -25,17 +25,9 @@ measure = "ASR@20"  # the study reports ASR@20
 n_passages = [10, 50]  # the N shown (the study: 10 and 50)
 
 # %%
+from robustir.experiments.corpus_poisoning import final_token_table, poisoning_table, summarise
 
-from robustir.attack import poisoning_table
-from robustir.results import ResultStore
-
-summaries = ResultStore(output).read_summaries("corpus_poisoning")
-if summaries.empty:
-    raise FileNotFoundError(
-        f"no corpus_poisoning results under {output!r}: run notebooks/corpus_poisoning.py "
-        "(or `robustir poison`) first"
-    )
-shown = summaries[summaries["variant"].str.extract(r"_N(\d+)")[0].astype(int).isin(n_passages)]
+shown = summarise(output, n_passages=n_passages)
 
 # %% [markdown]
 # ## Table 3: attack success of HotFlip passages
@@ -78,42 +70,7 @@ poisoning_table(shown, "nDCG@10 change", digits=2)
 # HotFlip steps at random positions rarely reach the last position.
 
 # %%
-import functools
-
-import pandas as pd
-from robustir.attack import final_tokens
-from robustir.data import load_dataset
-from robustir.encode import Encoder
-from robustir.models import get_model_spec
-
-
-@functools.cache
-def tokenizer_of(model: str):
-    return Encoder(get_model_spec(model), progress=False).tokenizer
-
-
-@functools.cache
-def test_queries(dataset: str) -> dict[str, str]:
-    return load_dataset(dataset, "test").queries
-
-
-rows = []
-hotflip = shown[shown["variant"].str.startswith("hotflip_")]
-for _, run in hotflip.iterrows():
-    if get_model_spec(run["model"]).pooling != "last_token" or not isinstance(run.get("passages_file"), str):
-        continue
-    found = final_tokens(run["passages_file"], test_queries(run["dataset"]), tokenizer_of(run["model"]))
-    gold = shown[(shown["model"] == run["model"]) & (shown["dataset"] == run["dataset"])
-                 & (shown["seed"] == run["seed"])
-                 & (shown["variant"] == f"gold_N{int(run['n_passages'])}")]
-    rows.append({
-        "model": run["model"], "dataset": run["dataset"], "passages": run["variant"], "seed": run["seed"],
-        "final tokens of the gold passages": " ".join(repr(t) for t in found["final_tokens"]),
-        "queries ending alike": round(found["queries_ending_alike"], 3),
-        f"gold {measure}": round(float(gold[measure].iloc[0]), 3) if len(gold) else None,
-        f"HotFlip {measure}": round(float(run[measure]), 3),
-    })
-pd.DataFrame(rows)
+final_token_table(shown, measure)
 
 # %%
 # NBVAL_CHECK_OUTPUT

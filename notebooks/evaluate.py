@@ -21,13 +21,14 @@
 # variable of the generalizability models and the baseline of every stability analysis.
 
 # %% tags=["parameters"]
-model = "minilm"  # catalog key (robustir.models.MODELS)
+model = "minilm"  # catalog key, model folder, .yaml model spec or mapping (robustir.model_sources)
 dataset = "scifact"  # dataset key under the data root, or a BEIR folder
 split = "test"  # qrels split
 variant = "clean"  # name of this query set / qrels set in the results store
 top_k = 1000  # hits per query (the study: 1000)
 batch_size = 32  # texts per forward pass (the study: 32 for clean encoding)
 max_length = None  # token limit; None: the system's own
+dtype = None  # weights dtype; None: float32 on a CPU, the system's on CUDA
 device = None  # None: CUDA when available, else CPU
 data_root = None  # None: $ROBUSTIR_DATA or ./data
 cache_dir = None  # embedding cache; None: $ROBUSTIR_CACHE/embeddings
@@ -41,17 +42,17 @@ import pandas as pd
 
 from robustir import plots
 from robustir.cache import EmbeddingCache
-from robustir.evaluation import evaluate
-from robustir.models import get_model_spec
+from robustir.experiments.evaluation import evaluate
+from robustir.model_sources import resolve_model
 
 logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s")
 logging.getLogger("bm25s").setLevel(logging.WARNING)
 
-spec = get_model_spec(model)
+spec = resolve_model(model)
 result = evaluate(
     spec, dataset, split=split, variant=variant, top_k=top_k, batch_size=batch_size,
-    max_length=max_length, device=device, data_root=data_root, cache=EmbeddingCache(cache_dir),
-    progress=False,
+    max_length=max_length, dtype=dtype, device=device, data_root=data_root,
+    cache=EmbeddingCache(cache_dir), progress=False,
 )
 entry = result.write(output)
 print(f"{spec.display_name} on {result.params['dataset']}/{split}: "

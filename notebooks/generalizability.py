@@ -32,59 +32,28 @@
 # family contrast such as the "specialization tax" of reasoning-tuned retrievers.
 
 # %% tags=["parameters"]
-reference_dir = None  # folder with li2026_per_dataset_ndcg10.csv; None: ../shared/reference from the repo root
-results_dir = "results"  # results-store root (relative paths: from the current folder, then the repo root)
+reference_dir = "../shared/reference"  # folder with li2026_per_dataset_ndcg10.csv
+output = "results"  # results-store root
 experiment = "evaluate"  # results-store experiment holding clean query-level scores
 variant = "clean"  # results-store variant
 measure = "nDCG@10"  # measure of per_query.csv used as the response
+chance_level = 0.05  # clean nDCG@10 below which a system is a control, left out of the fit
 classify_query_types = True  # try to load the NF-CATS classifier (needs the model hub)
 
 # %%
 import logging
-from pathlib import Path
 
-import matplotlib.pyplot as plt
-import numpy as np
 import pandas as pd
-import seaborn as sns
 from IPython.display import display
 from myst_nb import glue
-from robustir.results import ResultStore
-from robustir.stats.factors import (
-    CORPUS_TYPE_REFERENCE,
-    MODEL_REFERENCE,
-    TASK_TYPE_REFERENCE,
-    QueryTypeClassifierUnavailable,
-    dataset_factor,
-    query_type_classifier,
-)
+
+from robustir import plots
+from robustir.experiments import generalizability as experiment_module
+from robustir.stats.factors import QueryTypeClassifierUnavailable, query_type_classifier
 from robustir.stats.mixed import fit_mixed
 
 logging.basicConfig(level=logging.WARNING)
-sns.set_theme(style="whitegrid", palette="colorblind")
-
-FAMILIES = {
-    "reasoning-tuned": ["reasonir", "diver", "bge_reasoner"],
-    "general instruction-tuned": ["qwen3", "linq", "gte"],
-    "encoder-only": ["contriever", "bge_m3"],
-    "lexical": ["bm25"],
-}
-FAMILY_OF = {system: family for family, systems in FAMILIES.items() for system in systems}
-FAMILY_COLOURS = dict(zip(FAMILIES, sns.color_palette("colorblind", len(FAMILIES))))
-
-
-def resolve(path, default_from_repo):
-    """Find a folder given relative to the current folder or the repository root."""
-    here = Path.cwd().resolve()
-    repo = next((p for p in [here, *here.parents] if (p / "pyproject.toml").exists()), here)
-    if path is None:
-        return (repo / default_from_repo).resolve()
-    path = Path(path)
-    for candidate in (path, repo / path):
-        if candidate.exists():
-            return candidate.resolve()
-    return path
-
+plots.apply_theme()
 
 # %% [markdown]
 # ## 1. The published table: 9 systems × 27 datasets
@@ -94,15 +63,8 @@ def resolve(path, default_from_repo):
 # and a corpus type (protocol §3.1).
 
 # %%
-reference_path = resolve(reference_dir, "../shared/reference") / "li2026_per_dataset_ndcg10.csv"
-published = pd.read_csv(reference_path)
-systems = [c for c in published.columns if c not in ("dataset", "n_queries")]
-scores = published.melt(
-    id_vars=["dataset", "n_queries"], value_vars=systems, var_name="Model", value_name="ndcg"
-)
-scores["ndcg"] = scores["ndcg"] / 100.0
-scores["task_type"] = dataset_factor(scores["dataset"], "task_type").astype(str)
-scores["corpus_type"] = dataset_factor(scores["dataset"], "corpus_type").astype(str)
+scores = experiment_module.published_scores(reference_dir)
+systems = list(dict.fromkeys(scores["Model"]))
 display(scores.head())
 
 # %% [markdown]
@@ -116,17 +78,7 @@ display(scores.head())
 # * **Corpus type:** `ndcg ~ Model * corpus_type + (1 | dataset)`, equal weights over 5 corpora.
 
 # %%
-specifications = {
-    "dataset only": ("ndcg ~ Model + (1 | dataset)", {}),
-    "task type": ("ndcg ~ Model * task_type + (1 | dataset)", {"task_type": TASK_TYPE_REFERENCE}),
-    "corpus type": (
-        "ndcg ~ Model * corpus_type + (1 | dataset)", {"corpus_type": CORPUS_TYPE_REFERENCE}
-    ),
-}
-fits = {
-    name: fit_mixed(scores, formula, reference={"Model": MODEL_REFERENCE, **reference})
-    for name, (formula, reference) in specifications.items()
-}
+fits = experiment_module.fit_dataset_level(scores)
 variance = pd.concat(
     {name: fit.variance_components.set_index("group")["std_dev"] for name, fit in fits.items()},
     axis=1,
@@ -138,7 +90,6 @@ emms = pd.concat(
     [fit.marginal_means("Model").assign(fit=name) for name, fit in fits.items()],
     ignore_index=True,
 )
-emms["family"] = emms["Model"].map(FAMILY_OF)
 order = (
     emms[emms.fit == "dataset only"].sort_values("marginal_mean", ascending=False)["Model"].tolist()
 )
@@ -149,18 +100,9 @@ joint = pd.concat({name: fit.joint_tests() for name, fit in fits.items()}, names
 display(joint.round(4))
 
 # %% tags=["hide-input"]
-fig, axes = plt.subplots(1, len(fits), figsize=(11, 4), sharey=True, sharex=True)
-for ax, (name, table) in zip(axes, emms.groupby("fit", sort=False)):
-    table = table.set_index("Model").loc[order[::-1]]
-    positions = np.arange(len(table))
-    ax.hlines(positions, table.ci_lower, table.ci_upper, colors=table.family.map(FAMILY_COLOURS))
-    ax.scatter(table.marginal_mean, positions, c=table.family.map(FAMILY_COLOURS).tolist(), zorder=3)
-    ax.set_yticks(positions, table.index)
-    ax.set_title(name)
-    ax.set_xlabel("marginal mean nDCG@10 (95% CI)")
-handles = [plt.Line2D([], [], marker="o", color=c, ls="", label=f) for f, c in FAMILY_COLOURS.items()]
-fig.legend(handles=handles, loc="lower center", ncol=4, frameon=False)
-fig.tight_layout(rect=(0, 0.08, 1, 1))
+plots.interval_plot(emms.set_index("Model").loc[order].reset_index(), estimate="marginal_mean",
+                    low="ci_lower", high="ci_upper", panel="fit",
+                    xlabel="marginal mean nDCG@10 (95% CI)");
 
 # %% [markdown]
 # ## 2. The "specialization tax"
@@ -171,19 +113,8 @@ fig.tight_layout(rect=(0, 0.08, 1, 1))
 # one family minus that of another, with Holm-adjusted p-values over the three comparisons.
 
 # %%
-def family_weights(first, second):
-    weights = {s: 1.0 / len(FAMILIES[first]) for s in FAMILIES[first]}
-    weights.update({s: -1.0 / len(FAMILIES[second]) for s in FAMILIES[second]})
-    return weights
-
-
-family_contrasts = {
-    "reasoning − general": family_weights("reasoning-tuned", "general instruction-tuned"),
-    "reasoning − encoder-only": family_weights("reasoning-tuned", "encoder-only"),
-    "general − encoder-only": family_weights("general instruction-tuned", "encoder-only"),
-}
 tax = pd.concat(
-    {name: fit.contrasts("Model", family_contrasts, adjust="holm") for name, fit in fits.items()},
+    {name: experiment_module.family_contrasts(fit, systems) for name, fit in fits.items()},
     names=["fit"],
 ).reset_index(level=0)
 display(tax.round(4))
@@ -251,38 +182,33 @@ print(f"NF-CATS query-type classifier: {query_type_status}")
 # EMMs compare systems on the same queries.
 
 # %%
-store = ResultStore(resolve(results_dir, "results"))
-per_query = store.read_per_query(experiment, variant=variant, measures=[measure])
-own = (
-    per_query.groupby(["model", "dataset", "query_id"], as_index=False)["value"].mean()
-    .rename(columns={"model": "Model", "dataset": "dataset_name", "value": "ndcg_10"})
-)
-own["query_id"] = own["dataset_name"] + "__" + own["query_id"]
+own = experiment_module.query_level_table(output, experiment=experiment, variant=variant,
+                                          measure=measure)
+clean_means = own.groupby(["Model", "dataset_name"])["ndcg_10"].mean()
+controls = sorted(set(clean_means[clean_means < chance_level].index.get_level_values("Model")))
+own, left_out = experiment_module.balanced_design(own, exclude=controls)
 n_models, n_datasets = own["Model"].nunique(), own["dataset_name"].nunique()
 glue("own_models", n_models, display=False)
 glue("own_datasets", n_datasets, display=False)
-print(f"{len(own)} query scores, {n_models} systems, {n_datasets} datasets")
+glue("own_left_out", ", ".join(left_out) if left_out else "none", display=False)
+print(f"{len(own)} query scores, {n_models} systems, {n_datasets} datasets; left out: "
+      f"{', '.join(left_out) or 'none'} (controls below {chance_level} nDCG@10, or systems "
+      "missing a dataset)")
 
 # %%
 own_fit = None
 if n_models >= 2 and n_datasets >= 2:
-    reference = {"Model": MODEL_REFERENCE} if MODEL_REFERENCE in set(own["Model"]) else {}
-    own_fit = fit_mixed(own, "ndcg_10 ~ Model + (1 | dataset_name/query_id)", reference=reference)
+    own_fit = fit_mixed(own, "ndcg_10 ~ Model + (1 | dataset_name/query_id)")
     own_emms = own_fit.marginal_means("Model")
     display(own_fit.variance_components)
     display(own_fit.contrasts("Model", adjust="tukey").round(4))
-    fig, ax = plt.subplots(figsize=(5, 0.5 + 0.4 * len(own_emms)))
-    ax.errorbar(
-        own_emms.marginal_mean, own_emms.Model,
-        xerr=[own_emms.marginal_mean - own_emms.ci_lower, own_emms.ci_upper - own_emms.marginal_mean],
-        fmt="o",
-    )
-    ax.set_xlabel("marginal mean nDCG@10 (95% CI)")
+    plots.interval_plot(own_emms, estimate="marginal_mean", low="ci_lower", high="ci_upper",
+                        xlabel="marginal mean nDCG@10 (95% CI)")
     glue("own_best", own_emms.sort_values("marginal_mean").iloc[-1]["Model"], display=False)
 else:
     glue("own_best", "none (fewer than two systems or datasets)", display=False)
     print(
-        f"Skipping the query-level fit: the results store {store.root} has {n_models} system(s) "
+        f"Skipping the query-level fit: the results store {output} has {n_models} system(s) "
         f"and {n_datasets} dataset(s) for experiment {experiment!r}, variant {variant!r}; a "
         "mixed model with datasets as a random effect needs at least two of each."
     )

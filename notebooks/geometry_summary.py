@@ -23,24 +23,23 @@
 # Panels whose stability results are absent from the store are skipped with a note. Each point
 # is one system's seed mean; the study had 7 systems per panel and the offline book has the
 # catalog's offline encoders, so every coefficient rests on a handful of points and carries a
-# wide interval, printed beside it.
+# wide interval, printed beside it. A correlation is computed and drawn only where a panel has
+# at least four distinct values on each axis. Systems below a floor of clean effectiveness are
+# *controls*: their relative drop rates divide by a near-zero score, so they are drawn in a
+# separate panel and never enter a correlation.
 
 # %% tags=["parameters"]
 output = "results"  # results-store root
 reference_dir = "../shared/reference"  # the study's published CSV files
-models = None  # catalog keys to include; None: every model with geometry results
-geometry_metrics = ["average_cosine", "isoscore", "uniformity", "alignment", "mean_spectral_norm"]
+models = None  # systems to include; None: every model with geometry results
 clean_measure = "nDCG@10"  # clean effectiveness, used as colour and as the partial control
-clean_sources = [["evaluate", "clean"], ["query_variations", "none"]]  # first source wins
-drop_rate_measure = "drop_rate"  # measure of experiment `query_variations` (one variant per family)
-chance_level = 0.05  # clean nDCG@10 below which a system's relative drop rate is left out
+chance_level = 0.05  # clean nDCG@10 below which a system is a control, not a headline point
 asr_measure = "ASR@20"  # measure of experiment `corpus_poisoning`
 asr_variant = None  # variant of corpus_poisoning to use (the study: 50 passages); None: all
 confidence = 0.95  # coverage of the correlation intervals
 alpha = 0.05  # level of the Holm / Benjamini-Hochberg decisions
 
 # %%
-import math
 from pathlib import Path
 
 import matplotlib.pyplot as plt
@@ -48,22 +47,14 @@ import pandas as pd
 from IPython.display import Markdown, display
 from myst_nb import glue
 
+from robustir import plots
+from robustir.experiments import geometry as experiment
 from robustir.models import MODELS
-from robustir.results import ResultStore
 from robustir.stats import correlation
 
-store = ResultStore(output)
+plots.apply_theme()
 reference = Path(reference_dir)
 PAPER = "Li et al. (2026)"
-
-
-def seed_means(frame: pd.DataFrame, keys: list[str], measures: list[str]) -> pd.DataFrame:
-    """Mean and population std (ddof = 0, as the study) over seeds of each measure."""
-    grouped = frame.groupby(keys)[measures]
-    means = grouped.mean()
-    spreads = grouped.std(ddof=0).add_suffix("_std")
-    return means.join(spreads).reset_index()
-
 
 # %% [markdown]
 # ## Geometry of the offline encoders
@@ -73,16 +64,7 @@ def seed_means(frame: pd.DataFrame, keys: list[str], measures: list[str]) -> pd.
 # varies with the seed.
 
 # %%
-geometry_runs = store.read_summaries("geometry")
-if models is not None:
-    geometry_runs = geometry_runs[geometry_runs["model"].isin(models)]
-if geometry_runs.empty:
-    raise RuntimeError(
-        f"no results of experiment 'geometry' under {output!r}: run notebooks/geometry.py "
-        "(e.g. `robustir run configs/default.yaml`) first"
-    )
-metrics = [m for m in geometry_metrics if m in geometry_runs.columns]
-geometry_table = seed_means(geometry_runs, ["model", "dataset"], metrics + ["exact_average_cosine"])
+geometry_table = experiment.summarise(output, models=models)
 n_encoders = geometry_table["model"].nunique()
 geometry_table.round(4)
 
@@ -101,7 +83,8 @@ published_long = published_geometry.melt(id_vars=["metric", "split"], var_name="
     {"metric": {"avg_cosine": "average_cosine"}}
 )
 ours_long = geometry_table.melt(
-    id_vars=["model", "dataset"], value_vars=[m for m in ("isoscore", "average_cosine") if m in metrics],
+    id_vars=["model", "dataset"],
+    value_vars=[m for m in ("isoscore", "average_cosine") if m in geometry_table],
     var_name="metric",
 ).rename(columns={"dataset": "split"})
 side_by_side = pd.concat(
@@ -119,7 +102,7 @@ published_geometry
 # %%
 spectral_ours = (
     geometry_table.groupby("model")["mean_spectral_norm"].first().dropna().rename("this book")
-    if "mean_spectral_norm" in metrics else pd.Series(dtype=float, name="this book")
+    if "mean_spectral_norm" in geometry_table else pd.Series(dtype=float, name="this book")
 )
 pd.concat(
     [published_spectral.set_index("model")["mean_spectral_norm"].rename(PAPER), spectral_ours],
@@ -128,125 +111,73 @@ pd.concat(
 
 # %% [markdown]
 # ## Stability and clean effectiveness from the store
+#
+# Three stability measures per system: the relative **drop rate** of nDCG@10 per
+# query-variation family, the **absolute drop** (clean − perturbed nDCG@10, defined at chance
+# level too) and the attack success rate of corpus poisoning.
 
 # %%
-def measure_table(experiment: str, measure: str, variant: str | None = None) -> pd.DataFrame:
-    """Seed means of one measure per (model, dataset, variant); empty when absent."""
-    runs = store.read_summaries(experiment)
-    if variant is not None and not runs.empty:
-        runs = runs[runs["variant"] == variant]
-    if runs.empty or measure not in runs.columns or runs[measure].isna().all():
-        display(Markdown(f"*No `{measure}` in experiment `{experiment}` under `{output}`: "
-                         "the panels that need it are skipped.*"))
-        return pd.DataFrame(columns=["model", "dataset", "variant", measure])
-    runs = runs.dropna(subset=[measure])  # e.g. the clean reference entries of query_variations
-    return runs.groupby(["model", "dataset", "variant"], as_index=False)[measure].mean()
-
-
-# Clean effectiveness: the evaluate runs, completed by the clean reference runs that the
-# query-variation experiment stores for systems without an evaluate run (the same evaluation).
-clean = (
-    pd.concat([measure_table(experiment, clean_measure, variant)
-               for experiment, variant in clean_sources])
-    .drop_duplicates(["model", "dataset"], keep="first")
-    .drop(columns="variant")
-)
-all_drop_rates = measure_table("query_variations", drop_rate_measure)
-asr = measure_table("corpus_poisoning", asr_measure, asr_variant)
-
-# A drop rate divides by the clean score: for a system at chance level it is noise over noise.
-# Such systems stay in the absolute-change panels (clean − perturbed nDCG@10, no division).
-at_chance = clean[clean[clean_measure] < chance_level][["model", "dataset"]]
-chance_keys = set(map(tuple, at_chance.to_numpy()))
-drop_rates = all_drop_rates[[key not in chance_keys for key in zip(all_drop_rates["model"],
-                                                                    all_drop_rates["dataset"])]]
-absolute_measure = f"absolute drop of {clean_measure}"
-absolute_drops = (
-    measure_table("query_variations", "clean")
-    .merge(measure_table("query_variations", "perturbed"), on=["model", "dataset", "variant"])
-    .assign(**{absolute_measure: lambda frame: frame["clean"] - frame["perturbed"]})
-    [["model", "dataset", "variant", absolute_measure]]
-)
-if chance_keys:
+panels = experiment.stability_panels(output, models=models, clean_measure=clean_measure,
+                                     floor=chance_level, asr_measure=asr_measure,
+                                     asr_variant=asr_variant)
+controls = sorted(set(panels.loc[panels["control"], "model"]))
+if controls:
     display(Markdown(
-        f"Systems below {chance_level} clean {clean_measure}, left out of the drop-rate panels "
-        "(their relative drop divides by a near-zero score) and kept in the absolute ones: "
-        + ", ".join(f"{m} on {d}" for m, d in sorted(chance_keys)) + "."
-    ))
-seed_geometry = geometry_table[["model", "dataset", *metrics]]
+        f"Controls (clean {clean_measure} below {chance_level}), drawn apart and left out of "
+        "every correlation: " + ", ".join(controls) + "."))
 
 
-def panel_data(stability: pd.DataFrame, measure: str) -> pd.DataFrame:
-    """Geometry, stability and clean effectiveness, one row per (model, dataset, variant)."""
-    joined = seed_geometry.merge(stability, on=["model", "dataset"])
-    return joined.merge(clean, on=["model", "dataset"], how="left")
+def pearson(x, y):
+    result = correlation.pearson(x, y)
+    return result.estimate, correlation.significance_marker(result.p_value)
+
+
+def draw(measure: str, label: str, *, control: bool = False) -> None:
+    """One figure per dataset: geometry metric (rows) × variant (columns)."""
+    chosen = panels[(panels["stability_measure"] == measure) & (panels["control"] == control)]
+    if chosen.empty:
+        display(Markdown(f"*No {label} results{' for controls' if control else ''}: skipped.*"))
+        return
+    for dataset_name, rows in chosen.groupby("dataset"):
+        figure = plots.scatter_grid(
+            rows, rows="metric", cols="variant", x="geometry", y="stability",
+            color=None if control else clean_measure,
+            correlation=None if control else pearson,
+            min_points=experiment.MIN_DISTINCT_POINTS, ylabel=label)
+        figure.suptitle(f"{dataset_name}: geometry vs {label}" + (" (controls)" if control else ""))
+        plt.show()
 
 
 # %% [markdown]
 # ## Figure 2 layout: geometry against drop rate
 #
-# One figure per dataset; rows are geometry metrics, columns perturbation families. Colour is
+# One figure per dataset; rows are geometry metrics, columns perturbation families; colour is
 # clean nDCG@10.
 
 # %%
-def scatter_grid(data: pd.DataFrame, measure: str, label: str) -> None:
-    """The study's panel grid for one dataset: metrics × variants, colour = clean nDCG@10."""
-    for dataset_name, by_dataset in data.groupby("dataset"):
-        variants = sorted(by_dataset["variant"].unique())
-        figure, axes = plt.subplots(
-            len(metrics), len(variants), figsize=(3.2 * len(variants), 2.8 * len(metrics)),
-            squeeze=False, sharey="col",
-        )
-        for row, metric in enumerate(metrics):
-            for col, variant_name in enumerate(variants):
-                axis = axes[row][col]
-                points = by_dataset[by_dataset["variant"] == variant_name].dropna(subset=[metric])
-                colours = points.get(clean_measure)
-                drawn = axis.scatter(points[metric], points[measure], c=colours, cmap="viridis",
-                                     edgecolors="black", linewidths=0.5)
-                for _, point in points.iterrows():
-                    axis.annotate(point["model"], (point[metric], point[measure]), fontsize=6)
-                title = variant_name
-                if len(points) >= 4 and points[metric].nunique() > 1 and points[measure].nunique() > 1:
-                    r = correlation.pearson(points[metric], points[measure])
-                    title += f"\nr = {r.estimate:.2f}{correlation.significance_marker(r.p_value)}"
-                axis.set_title(title, fontsize=8)
-                axis.set_xlabel(metric, fontsize=8)
-                if col == 0:
-                    axis.set_ylabel(label, fontsize=8)
-                if colours is not None and col == len(variants) - 1:
-                    figure.colorbar(drawn, ax=axis, label=f"clean {clean_measure}")
-        figure.suptitle(f"{dataset_name}: geometry vs {label}")
-        figure.tight_layout()
-        plt.show()
-
-
-drop_panels = panel_data(drop_rates, drop_rate_measure)
-if drop_panels.empty:
-    display(Markdown("*Figure 2 skipped: no query-variation results for these models.*"))
-else:
-    scatter_grid(drop_panels, drop_rate_measure, "drop rate")
+draw("drop_rate", "drop rate")
 
 # %% [markdown]
-# The same layout with the absolute change of nDCG@10 (clean − perturbed), which stays
-# defined for systems at chance level.
+# The same layout with the absolute change of nDCG@10 (clean − perturbed).
 
 # %%
-absolute_panels = panel_data(absolute_drops, absolute_measure)
-if absolute_panels.empty:
-    display(Markdown("*Skipped: no query-variation results for these models.*"))
-else:
-    scatter_grid(absolute_panels, absolute_measure, f"clean − perturbed {clean_measure}")
+draw(f"absolute drop of {clean_measure}", f"clean − perturbed {clean_measure}")
 
 # %% [markdown]
 # ## Figure 3 layout: geometry against attack success
 
 # %%
-asr_panels = panel_data(asr, asr_measure)
-if asr_panels.empty:
-    display(Markdown("*Figure 3 skipped: no corpus-poisoning results for these models.*"))
-else:
-    scatter_grid(asr_panels, asr_measure, asr_measure)
+draw(asr_measure, asr_measure)
+
+# %% [markdown]
+# ## Controls
+#
+# The systems below the floor, with their absolute drops and attack success: what an encoder
+# that retrieves at chance looks like, not a point on a robustness trend.
+
+# %%
+draw(f"absolute drop of {clean_measure}", f"clean − perturbed {clean_measure}", control=True)
+draw(asr_measure, asr_measure, control=True)
 
 # %% [markdown]
 # ## Every test of the grid
@@ -256,40 +187,16 @@ else:
 # degrees of freedom; `partial_p_study` is the study's `n − 2` version. The study tested every
 # panel at p < 0.05 **without any multiple-comparison correction**; the Holm (family-wise) and
 # Benjamini–Hochberg (false discovery rate) adjustments below run across the whole grid.
-# Panels with fewer than 5 systems are left out.
-#
-# The mean spectral norm is a property of the weights, and catalog siblings (one backbone read
-# at another layer or with another pooling) share their weights: its panels compare as many
-# backbones as `distinct_geometry_values` counts, not as many systems as `n`.
+# Only panels with at least four distinct values on each axis are tested: the mean spectral
+# norm is a property of the weights, and one backbone read at another layer or with another
+# pooling shares it, so `distinct_geometry_values` counts backbones, not systems.
 
 # %%
-long_panels = pd.concat(
-    [
-        frame.melt(id_vars=["model", "dataset", "variant", measure, clean_measure],
-                   value_vars=metrics, var_name="metric", value_name="geometry")
-        .rename(columns={measure: "stability"}).assign(stability_measure=measure)
-        for frame, measure in ((drop_panels, drop_rate_measure), (absolute_panels, absolute_measure),
-                               (asr_panels, asr_measure))
-        if not frame.empty and clean_measure in frame
-    ]
-    or [pd.DataFrame(columns=["model", "dataset", "variant", "metric", "geometry", "stability",
-                              "stability_measure", clean_measure])]
-).dropna(subset=["geometry", "stability", clean_measure])
-grid = (
-    correlation.correlation_table(
-        long_panels, x="geometry", y="stability",
-        by=["stability_measure", "dataset", "variant", "metric"], control=clean_measure,
-        confidence=confidence, alpha=alpha,
-    )
-    if not long_panels.empty else pd.DataFrame()
-)
-if not grid.empty:
-    panel = ["stability_measure", "dataset", "variant", "metric"]
-    distinct = long_panels.groupby(panel)["geometry"].nunique().rename("distinct_geometry_values")
-    grid = grid.join(distinct, on=panel)
+grid = experiment.correlation_grid(panels, clean_measure=clean_measure, confidence=confidence,
+                                   alpha=alpha)
 if grid.empty:
-    display(Markdown("*No panel has 5 or more systems with geometry, stability and clean "
-                     "results: the correlation grid is empty.*"))
+    display(Markdown("*No panel has four distinct points on each axis among the systems above "
+                     "the floor: the correlation grid is empty.*"))
 grid.round(3)
 
 # %% [markdown]
@@ -301,12 +208,11 @@ grid.round(3)
 # %%
 if not grid.empty:
     strongest = grid.sort_values("pearson_p").iloc[0]
-    chosen = long_panels[
-        (long_panels["stability_measure"] == strongest["stability_measure"])
-        & (long_panels["dataset"] == strongest["dataset"])
-        & (long_panels["variant"] == strongest["variant"])
-        & (long_panels["metric"] == strongest["metric"])
-    ]
+    chosen = panels[~panels["control"]
+                    & (panels["stability_measure"] == strongest["stability_measure"])
+                    & (panels["dataset"] == strongest["dataset"])
+                    & (panels["variant"] == strongest["variant"])
+                    & (panels["metric"] == strongest["metric"])]
     display(Markdown(f"Panel: {strongest['metric']} vs {strongest['stability_measure']}, "
                      f"{strongest['dataset']}, {strongest['variant']}"))
     display(correlation.leave_one_out(chosen["geometry"], chosen["stability"], chosen["model"]).round(3))
@@ -317,10 +223,8 @@ if not grid.empty:
 # The study compares Qwen3-Embedding at 0.6B, 4B and 8B parameters descriptively
 # {cite}`li2026robustness`: its clean nDCG@10 (published) rises with size; its drop rates and
 # attack success rates were not released, so only effectiveness and spectral norm of the three
-# sizes can be shown here. Beside them, our
-# offline encoders by parameter count, with their clean effectiveness and, where present,
-# their mean drop rate and attack success. Reading the same backbone at a shallower layer or
-# with another pooling does not change the parameter count, so those variants stack vertically.
+# sizes can be shown here. Beside them, our systems by parameter count, with their clean
+# effectiveness and, where present, their mean drop rate and attack success.
 
 # %%
 published_clean = pd.read_csv(reference / "li2026_clean_ndcg10_stability_splits.csv")
@@ -331,30 +235,23 @@ published_scaling = (
     .assign(parameters=lambda frame: frame["model"].map(qwen_sizes))
     .merge(published_spectral[["model", "mean_spectral_norm"]], on="model", how="left")
 )
-our_models = sorted(set(geometry_table["model"]) | set(clean["model"]))
-ours_scaling = pd.DataFrame(
-    {"model": our_models, "parameters": [MODELS[m].parameters if m in MODELS else math.nan
-                                          for m in our_models]}
-).merge(clean, on="model", how="left")
-for frame, measure in ((drop_rates, drop_rate_measure), (asr, asr_measure)):
-    if not frame.empty:
-        mean_over_variants = frame.groupby(["model", "dataset"], as_index=False)[measure].mean()
-        ours_scaling = ours_scaling.merge(mean_over_variants, on=["model", "dataset"], how="left")
-
+sizes = {m: MODELS[m].parameters for m in set(geometry_table["model"]) if m in MODELS
+         and MODELS[m].parameters}
+ours_scaling = experiment.scaling_table(output, sizes, clean_measure=clean_measure,
+                                        asr_measure=asr_measure)
 figure, axes = plt.subplots(1, 2, figsize=(10, 3.8))
 for split_name, rows in published_scaling.groupby("split"):
     axes[0].plot(rows["parameters"], rows["clean_ndcg10_x100"] / 100, marker="o",
                  label=f"{PAPER}: Qwen3-Embedding, {split_name}")
-if clean_measure in ours_scaling:
-    for dataset_name, rows in ours_scaling.dropna(subset=[clean_measure]).groupby("dataset"):
-        axes[0].scatter(rows["parameters"], rows[clean_measure], marker="s",
-                        label=f"this book, {dataset_name}")
-        for _, row in rows.iterrows():
-            axes[0].annotate(row["model"], (row["parameters"], row[clean_measure]), fontsize=6)
+for dataset_name, rows in ours_scaling.dropna(subset=[clean_measure]).groupby("dataset"):
+    axes[0].scatter(rows["parameters"], rows[clean_measure], marker="s",
+                    c=[plots.model_color(m) for m in rows["model"]], label=f"this book, {dataset_name}")
+    for _, row in rows.iterrows():
+        axes[0].annotate(row["model"], (row["parameters"], row[clean_measure]), fontsize=6)
 axes[0].set(xscale="log", xlabel="parameters", ylabel="clean nDCG@10",
             title="Effectiveness against scale")
 axes[0].legend(fontsize=6)
-robustness = [m for m in (drop_rate_measure, asr_measure) if m in ours_scaling]
+robustness = [m for m in ("drop_rate", asr_measure) if m in ours_scaling]
 for measure in robustness:
     rows = ours_scaling.dropna(subset=[measure])
     axes[1].scatter(rows["parameters"], rows[measure], label=measure)

@@ -27,7 +27,7 @@
 # `query_variations`; `query_variations_summary.py` aggregates the seeds.
 
 # %% tags=["parameters"]
-model = "minilm"  # catalog key (robustir.models.MODELS)
+model = "minilm"  # catalog key, model folder, .yaml model spec or mapping (robustir.model_sources)
 dataset = "scifact"  # dataset key under the data root
 family = "mispelling"  # mispelling, ordering, synonym, paraphrase or naturality
 seed = 1999  # the study's seeds: 1999, 5, 27, 2016, 2026
@@ -38,6 +38,7 @@ cache_dir = None  # embedding cache; None: $ROBUSTIR_CACHE/embeddings or ~/.cach
 device = None  # None: CUDA when available, else CPU
 batch_size = 64  # queries per forward pass (the study: 64 for perturbed queries)
 max_length = None  # token limit; None: the system's own
+dtype = None  # weights dtype; None: float32 on a CPU, the system's on CUDA
 top_k = 1000  # hits per query (the study: 1000)
 n_resamples = 1000  # bootstrap resamples (the sign-flip test uses 10x)
 output = "results"  # results-store root
@@ -49,19 +50,19 @@ import logging
 import matplotlib.pyplot as plt
 import pandas as pd
 
+from robustir import plots
 from robustir.cache import EmbeddingCache
 from robustir.data import load_dataset
-from robustir.encode import Encoder
-from robustir.models import get_model_spec
-from robustir.perturb.experiment import evaluate_variation, write_variation_run
+from robustir.experiments.query_variations import evaluate_variation, write_variation_run
+from robustir.retrievers import make_retriever
 
 logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s")
 
-spec = get_model_spec(model)
+retriever = make_retriever(model, device=device, batch_size=batch_size, max_length=max_length,
+                           dtype=dtype, cache=EmbeddingCache(cache_dir), progress=False)
+spec = retriever.spec
 data = load_dataset(dataset, split=split, data_root=data_root)
-encoder = Encoder(spec, device=device, batch_size=batch_size, max_length=max_length,
-                  cache=EmbeddingCache(cache_dir), progress=False)
-run = evaluate_variation(model, data, family, seed, encoder=encoder, rng_scope=rng_scope,
+run = evaluate_variation(retriever, data, family, seed, rng_scope=rng_scope,
                          variants_dir=variants_dir, top_k=top_k, n_resamples=n_resamples)
 provenance = run.variations.provenance
 print(f"{spec.display_name} on {data.name}/{data.split}: {provenance['family_display_name']}, "
@@ -123,9 +124,10 @@ print(f"clean nDCG@10 {summary['clean']:.4f}, perturbed {summary['perturbed']:.4
 # %%
 delta = run.perturbed.per_query["nDCG@10"] - run.clean.per_query["nDCG@10"]
 figure, (left, right) = plt.subplots(1, 2, figsize=(9, 3.2))
-left.hist(delta, bins=30, color="#0173b2")
+left.hist(delta, bins=30, color=plots.model_color(spec.key))
 left.set(xlabel="ΔnDCG@10 (perturbed − clean)", ylabel="queries")
-right.scatter(run.stability["RBO@100"], delta.reindex(run.stability.index), s=8, color="#de8f05")
+right.scatter(run.stability["RBO@100"], delta.reindex(run.stability.index), s=8,
+              color=plots.model_color(spec.key))
 right.set(xlabel="RBO@100 (clean vs perturbed ranking)", ylabel="ΔnDCG@10")
 figure.suptitle(f"{spec.display_name}, {data.name}, {provenance['family_display_name']}, seed {seed}")
 figure.tight_layout()

@@ -33,14 +33,15 @@ bootstrap_seed = 0  # seed of the resampling draws
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
-import seaborn as sns
 from myst_nb import glue
 
-from robustir.models import get_model_spec
+from robustir import plots
+from robustir.experiments import query_variations
+from robustir.models import display_name
 from robustir.perturb import FAMILY_NAMES, STUDY_SEEDS, family_status
-from robustir.perturb.experiment import aggregate_query_variations
 
-table = aggregate_query_variations(output, n_resamples=n_resamples,
+plots.apply_theme()
+table = query_variations.summarise(output, n_resamples=n_resamples,
                                    rng=np.random.default_rng(bootstrap_seed))
 if table.empty:
     raise RuntimeError(f"no query_variations results under {output!r}: run the query_variations "
@@ -51,7 +52,7 @@ table["Family"] = table["family"].map(FAMILY_NAMES)
 per_query_seeding = table[table["rng_scope"] != "stream"]
 if not per_query_seeding.empty:
     table.loc[per_query_seeding.index, "Family"] += " (per-query RNG)"
-table["System"] = [get_model_spec(m).display_name for m in table["model"]]
+table["System"] = table["model"].map(display_name)
 incomplete = table[table["n_seeds"] < len(STUDY_SEEDS)]
 if not incomplete.empty:
     print("fewer seeds than the study's five:")
@@ -66,25 +67,19 @@ if not incomplete.empty:
 
 # %%
 families = [f for f in FAMILY_NAMES if f in set(table.loc[table["rng_scope"] == "stream", "family"])]
-systems = list(dict.fromkeys(table["System"]))
 datasets = sorted(set(table["dataset"]))
-palette = sns.color_palette("colorblind")
+study = table[table["rng_scope"] == "stream"].assign(
+    drop_rate_pct=lambda frame: 100 * frame["drop_rate_mean"],
+    drop_rate_std_pct=lambda frame: 100 * frame["drop_rate_std"],
+)
 figure, axes = plt.subplots(1, len(datasets), figsize=(max(5.5, 1.6 * len(families)) * len(datasets), 3.6),
                             squeeze=False)
-width = 0.8 / len(systems)
-study = table[table["rng_scope"] == "stream"]
 for axis, name in zip(axes[0], datasets):
-    rows = study[study["dataset"] == name].set_index(["System", "family"])
-    for i, system in enumerate(systems):
-        present = [f for f in families if (system, f) in rows.index]
-        x = np.array([families.index(f) for f in present]) + (i - (len(systems) - 1) / 2) * width
-        axis.bar(x, [100 * rows.loc[(system, f), "drop_rate_mean"] for f in present], width,
-                 yerr=[100 * rows.loc[(system, f), "drop_rate_std"] for f in present],
-                 capsize=3, color=palette[i % len(palette)], label=system)
-    axis.axhline(0, color="black", linewidth=0.6)
-    axis.set_xticks(range(len(families)), [FAMILY_NAMES[f] for f in families])
-    axis.set(title=name, ylabel="drop rate of nDCG@10 (%)")
-axes[0][-1].legend(frameon=False, fontsize="small")
+    rows = study[study["dataset"] == name]
+    plots.bar_chart(rows, x="Family", y="drop_rate_pct", hue="model", error="drop_rate_std_pct",
+                    x_order=[FAMILY_NAMES[f] for f in families],
+                    labels=dict(zip(rows["model"], rows["System"])), ax=axis)
+    axis.set(title=name, ylabel="drop rate of nDCG@10 (%)", xlabel="")
 figure.tight_layout()
 
 # %% [markdown]

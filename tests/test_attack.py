@@ -12,19 +12,17 @@ import numpy as np
 import pandas as pd
 import pytest
 from robustir.attack import (
-    final_tokens,
     HotFlipConfig,
     attacker_pairs,
     cluster_targets,
     embed_passages,
-    evaluate_poisoning,
     fill_token_id,
     gold_passage_ids,
     hotflip_attack,
-    poisoning_table,
     query_text_passages,
     save_passages,
 )
+from robustir.experiments.corpus_poisoning import evaluate_poisoning, final_tokens, poisoning_table
 from robustir.data import load_dataset
 from robustir.encode import Encoder
 from robustir.models import get_model_spec
@@ -286,7 +284,7 @@ def scifact_attack_folder(scifact, tmp_path_factory):
 def _poison(*argv):
     import argparse
 
-    from robustir.cli_poison import register
+    from robustir.cli.poison import register
 
     parser = argparse.ArgumentParser(prog="robustir")
     register(parser.add_subparsers(dest="command", required=True))
@@ -325,6 +323,9 @@ def test_poison_command_writes_passages_and_three_results_entries(
 
 
 def test_poison_command_rejects_bad_settings_with_a_message(capsys):
-    assert _poison("--model", "minilm", "--dataset", "scifact", "--n-passages", "0",
-                   "--iterations", "3", "--seed", "1") == 2
-    assert "n_passages must be a positive integer" in capsys.readouterr().err
+    # range checks happen when the arguments are parsed, before any model loads
+    with pytest.raises(SystemExit) as exit_status:
+        _poison("--model", "minilm", "--dataset", "scifact", "--n-passages", "0",
+                "--iterations", "3", "--seed", "1")
+    assert exit_status.value.code == 2
+    assert "--n-passages: must be at least 1, got 0" in capsys.readouterr().err

@@ -47,7 +47,7 @@ def _small_grid(directory: Path) -> Path:
         "results": "results", "runs_dir": "book/runs", "workers": 1, "timeout_s": 600,
         "analyses": [],
         "aggregates": [{
-            "notebook": "notebooks/generalizability.py", "store_parameter": "results_dir",
+            "notebook": "notebooks/generalizability.py",
             "parameters": {"classify_query_types": False,
                            "reference_dir": str(ROOT.parent / "shared" / "reference")},
         }],

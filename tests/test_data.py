@@ -574,7 +574,7 @@ def test_mirror_replaces_the_registry_sources_and_keeps_their_checksums(monkeypa
 
 
 def test_bright_excluded_ids_are_read_from_query_metadata_and_leave_the_run(tmp_path):
-    from robustir.evaluation import evaluate
+    from robustir.experiments.evaluation import evaluate
 
     queries = [
         {"_id": "q1", "text": "lift and angle of attack", "metadata": {"excluded_ids": ["d1", "N/A"]}},

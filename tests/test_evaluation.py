@@ -7,7 +7,7 @@ import pytest
 
 from robustir.cli import main
 from robustir.data import load_dataset
-from robustir.evaluation import evaluate
+from robustir.experiments.evaluation import evaluate
 from robustir.metrics import per_query_metrics
 
 

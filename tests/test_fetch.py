@@ -83,12 +83,12 @@ def _grid_file(directory: Path, analyses: list[dict]) -> Path:
     return path
 
 
-# SciFact's test split for model-a on both datasets, and its train split too for model-b (the
+# SciFact's test split for bm25 on both datasets, and its train split too for wordllama (the
 # corpus-poisoning pattern: `attacker_split` set by the grid).
 READER_ANALYSES = [
-    {"experiment": "tiny_reader", "notebook": READER, "models": ["model-a"],
+    {"experiment": "tiny_reader", "notebook": READER, "models": ["bm25"],
      "datasets": ["scifact", "cranfield"]},
-    {"experiment": "tiny_reader", "notebook": READER, "models": ["model-b"],
+    {"experiment": "tiny_reader", "notebook": READER, "models": ["wordllama"],
      "datasets": ["scifact"], "parameters": {"attacker_split": "train"}},
 ]
 
@@ -98,13 +98,13 @@ READER_ANALYSES = [
 
 def test_needs_come_from_the_grid_and_the_notebook_defaults(tmp_path, monkeypatch):
     monkeypatch.setenv(data.DATA_ROOT_ENV, "shared-data")  # relative: to the grid's base
-    assert notebook_defaults(READER) == {"model": "model-a", "dataset": "scifact", "split": "test",
+    assert notebook_defaults(READER) == {"model": "bm25", "dataset": "scifact", "split": "test",
                                          "attacker_split": None, "data_root": None,
                                          "output": "results"}
     analyses = [*READER_ANALYSES,
-                {"experiment": "tiny", "notebook": NO_DATA, "models": ["model-a"],
+                {"experiment": "tiny", "notebook": NO_DATA, "models": ["bm25"],
                  "datasets": ["data-x"]},  # reads no dataset: no data_root parameter
-                {"experiment": "tiny_reader", "notebook": READER, "models": ["model-c"],
+                {"experiment": "tiny_reader", "notebook": READER, "models": ["minilm"],
                  "datasets": ["nq"], "parameters": {"split": "dev", "data_root": "/elsewhere"}}]
     grid = load_grid(_grid_file(tmp_path, analyses), base=tmp_path)
     needs = grid_dataset_needs(grid)
@@ -114,7 +114,7 @@ def test_needs_come_from_the_grid_and_the_notebook_defaults(tmp_path, monkeypatc
         data.DatasetNeed(Path("/elsewhere/nq"), ("dev",)),
     ]
     # only the jobs about to run count
-    model_a = [job for job in grid.jobs if job.model == "model-a"]
+    model_a = [job for job in grid.jobs if job.model == "bm25"]
     assert [need.splits for need in grid_dataset_needs(grid, model_a)] == [("test",), ("test",)]
 
 
@@ -176,10 +176,10 @@ def test_make_book_path_fetches_the_grid_data_then_the_jobs_read_it(tmp_path, mi
         entry = store.entry_dir("tiny_reader", model, dataset, "clean", None)
         return json.loads((entry / "summary.json").read_text())
 
-    assert summary("model-a", "scifact")["metrics"]["queries"] == 2  # test
-    assert summary("model-b", "scifact")["metrics"]["queries"] == 3  # test + train
-    assert summary("model-a", "cranfield")["metrics"]["queries"] == 2
-    assert summary("model-a", "cranfield")["documents"] == 3
+    assert summary("bm25", "scifact")["metrics"]["queries"] == 2  # test
+    assert summary("wordllama", "scifact")["metrics"]["queries"] == 3  # test + train
+    assert summary("bm25", "cranfield")["metrics"]["queries"] == 2
+    assert summary("bm25", "cranfield")["documents"] == 3
 
 
 # --------------------------------------------------------------------------- offline

@@ -75,11 +75,42 @@ def _run_summary(tmp_path: Path) -> tuple[list[dict], str, dict[str, str]]:
     return outputs, text, glued
 
 
+def test_controls_are_flagged_and_thin_panels_never_tested(tmp_path):
+    from robustir.experiments.geometry import correlation_grid, stability_panels
+
+    _write_store(tmp_path / "results", chance_model="smollm2", absolute=True)
+    panels = stability_panels(tmp_path / "results")
+    assert set(panels.loc[panels["control"], "model"]) == {"smollm2"}
+    assert set(panels["stability_measure"]) == {"drop_rate", "absolute drop of nDCG@10"}
+    # the clean reference variant "none" is no panel
+    assert set(panels["variant"]) == set(FAMILIES)
+    grid = correlation_grid(panels)
+    # controls never enter a correlation: 5 systems remain, 4 for the spectral norm
+    # (wordllama has none), too few for a test
+    assert set(grid["n"]) == {5}
+    assert len(grid) == 2 * len(FAMILIES) * (len(GEOMETRY) - 1)
+    assert "mean_spectral_norm" not in set(grid["metric"])
+
+
+def test_a_panel_of_one_backbone_read_several_ways_is_not_tested(tmp_path):
+    from robustir.experiments.geometry import correlation_grid, stability_panels
+
+    _write_store(tmp_path / "results")
+    panels = stability_panels(tmp_path / "results")
+    spectral = panels["metric"] == "mean_spectral_norm"
+    # three values only: one per backbone, shared by its readings
+    panels.loc[spectral, "geometry"] = panels.loc[spectral, "model"].str.split("_").str[0].map(
+        {"minilm": 5.7, "smollm2": 17.5, "wordllama": 1.0})
+    grid = correlation_grid(panels)
+    assert "mean_spectral_norm" not in set(grid["metric"])
+    assert len(grid) == len(FAMILIES) * (len(GEOMETRY) - 1)
+
+
 @pytest.mark.skipif(not REFERENCE.is_dir(), reason="needs ../shared/reference")
 def test_geometry_summary_draws_figure2_and_skips_figure3(tmp_path):
     _write_store(tmp_path / "results")
     outputs, text, glued = _run_summary(tmp_path)
-    assert "Figure 3 skipped" in text and "Figure 2 skipped" not in text
+    assert "No ASR@20 results: skipped" in text and "No drop rate results" not in text
     assert glued["geometry_n_encoders"] == "6"
     # 3 families × 5 metrics, and no panel for the clean reference variant "none"
     assert glued["geometry_n_tests"] == str(len(FAMILIES) * len(GEOMETRY))
@@ -90,13 +121,11 @@ def test_geometry_summary_draws_figure2_and_skips_figure3(tmp_path):
 
 
 @pytest.mark.skipif(not REFERENCE.is_dir(), reason="needs ../shared/reference")
-def test_a_system_at_chance_leaves_the_drop_rate_panels_and_stays_in_the_absolute_ones(tmp_path):
+def test_a_system_at_chance_is_drawn_apart_as_a_control(tmp_path):
     _write_store(tmp_path / "results", chance_model="smollm2", absolute=True)
     outputs, text, glued = _run_summary(tmp_path)
-    assert "left out of the drop-rate panels" in text and "smollm2 on scifact" in text
-    # absolute panels: all 6 systems, every metric; relative panels: 5 systems, and 4 for the
-    # spectral norm (wordllama has none), too few for a test
-    assert glued["geometry_n_tests"] == str(len(FAMILIES) * len(GEOMETRY) + len(FAMILIES) * (len(GEOMETRY) - 1))
-    assert glued["geometry_max_panel_systems"] == "6"
+    assert "left out of every correlation: smollm2." in text
+    assert glued["geometry_n_tests"] == str(2 * len(FAMILIES) * (len(GEOMETRY) - 1))
+    assert glued["geometry_max_panel_systems"] == "5"
     figures = sum("image/png" in o.get("data", {}) for o in outputs)
-    assert figures == 3  # Figure 2, its absolute-change twin, and the scaling figure
+    assert figures == 4  # Figure 2, its absolute-change twin, the controls, the scaling figure

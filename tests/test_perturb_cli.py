@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from robustir import cli_vary
+from robustir.cli import vary as cli_vary
 from robustir.data import load_queries
 
 

@@ -7,11 +7,10 @@ import json
 import numpy as np
 import pytest
 from robustir.data import load_dataset
-from robustir.encode import Encoder
-from robustir.models import get_model_spec
+from robustir.experiments.query_variations import EXPERIMENT, evaluate_variation, variant_file, write_variation_run
 from robustir.perturb import VariationSet
-from robustir.perturb.experiment import EXPERIMENT, evaluate_variation, variant_file, write_variation_run
 from robustir.results import ResultStore
+from robustir.retrievers import make_retriever
 
 pytestmark = pytest.mark.slow  # MiniLM over the 300-document SciFact subset (shared session cache)
 
@@ -19,11 +18,12 @@ pytestmark = pytest.mark.slow  # MiniLM over the 300-document SciFact subset (sh
 @pytest.fixture(scope="module")
 def mini_run(scifact_mini, embedding_cache, tmp_path_factory):
     data = load_dataset(scifact_mini, "test")
-    encoder = Encoder(get_model_spec("minilm"), cache=embedding_cache, progress=False)
+    retriever = make_retriever("minilm", cache=embedding_cache, progress=False)
+    encoder = retriever.encoder
     variants = tmp_path_factory.mktemp("variants")
-    run = evaluate_variation("minilm", data, "ordering", 27, encoder=encoder, variants_dir=variants,
+    run = evaluate_variation(retriever, data, "ordering", 27, variants_dir=variants,
                              n_resamples=200)
-    return data, encoder, run, variants
+    return data, retriever, run, variants
 
 
 def test_drop_rate_and_stability_agree_with_the_per_query_scores(mini_run):
@@ -44,9 +44,10 @@ def test_drop_rate_and_stability_agree_with_the_per_query_scores(mini_run):
 
 
 def test_the_corpus_is_encoded_once_and_only_queries_again(mini_run):
-    data, encoder, _, variants = mini_run
+    data, retriever, _, variants = mini_run
+    encoder = retriever.encoder
     before = encoder.stats.texts_encoded
-    again = evaluate_variation("minilm", data, "ordering", 27, encoder=encoder, variants_dir=variants,
+    again = evaluate_variation(retriever, data, "ordering", 27, variants_dir=variants,
                                n_resamples=50)
     # the variants come from the shared file, the corpus and both query sets from the cache
     assert encoder.stats.texts_encoded == before
@@ -72,19 +73,19 @@ def test_written_entries_hold_clean_and_perturbed_results(mini_run, tmp_path):
 
 
 def test_aggregate_gives_mean_and_population_std_over_seeds(mini_run, tmp_path):
-    from robustir.perturb.experiment import aggregate_query_variations
+    from robustir.experiments.query_variations import summarise
 
-    data, encoder, run, variants = mini_run
-    other = evaluate_variation("minilm", data, "ordering", 5, encoder=encoder, clean=run.clean,
+    data, retriever, run, variants = mini_run
+    other = evaluate_variation(retriever, data, "ordering", 5, clean=run.clean,
                                variants_dir=variants, n_resamples=50)
     store = ResultStore(tmp_path / "results")
     write_variation_run(run, store, seed=27)
     write_variation_run(other, store, seed=5)
-    per_query_seeding = evaluate_variation("minilm", data, "ordering", 5, encoder=encoder, clean=run.clean,
+    per_query_seeding = evaluate_variation(retriever, data, "ordering", 5, clean=run.clean,
                                            rng_scope="query", n_resamples=50)
     _, entry = write_variation_run(per_query_seeding, store, seed=5)
     assert entry.parts[-2:] == ("ordering_rng-query", "seed-5")  # kept apart from the study's runs
-    table = aggregate_query_variations(store, n_resamples=100)
+    table = summarise(store, n_resamples=100)
     assert sorted(table["rng_scope"]) == ["query", "stream"]
     row = table.set_index("rng_scope").loc["stream"]
     rates = np.array([run.summary["drop_rate"], other.summary["drop_rate"]])
@@ -98,4 +99,4 @@ def test_aggregate_gives_mean_and_population_std_over_seeds(mini_run, tmp_path):
 
     shutil.rmtree(store.root / EXPERIMENT / "minilm" / data.name / "none")
     with pytest.raises(ValueError, match="no clean reference"):
-        aggregate_query_variations(store)
+        summarise(store)

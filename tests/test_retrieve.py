@@ -2,9 +2,9 @@
 
 import numpy as np
 
-from robustir.encode import Embeddings
+from robustir.embeddings import Embeddings
 from robustir.retrieve import (
-    BM25Retriever,
+    BM25Index,
     dense_search,
     remove_excluded_ids,
     remove_self_matches,
@@ -48,6 +48,6 @@ def test_bm25_ranks_the_matching_document_first():
         "b": {"title": "Fractures", "text": "vitamin d deficiency and bone fractures"},
         "c": {"title": "", "text": "dogs bark at night"},
     }
-    run = BM25Retriever(corpus).search({"q": "Vitamin D and fracture risk"}, top_k=2)
+    run = BM25Index(corpus).search({"q": "Vitamin D and fracture risk"}, top_k=2)
     assert list(run["q"])[0] == "b"
     assert len(run["q"]) == 2

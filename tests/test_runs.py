@@ -22,7 +22,7 @@ TINY = str(FIXTURES / "tiny_entry.py")
 
 def _grid_file(directory: Path, **overrides) -> Path:
     analysis = {
-        "experiment": "tiny", "notebook": TINY, "models": ["model-a", "model-b"],
+        "experiment": "tiny", "notebook": TINY, "models": ["bm25", "wordllama"],
         "datasets": ["data-x"], "variants": {"clean": {"family": "clean"},
                                              "typo": {"family": "typo"}},
         "seeds": [1, 2], "parameters": {"n_queries": 4},
@@ -45,15 +45,15 @@ def _store_files(root: Path) -> dict[str, bytes]:
 
 
 def test_plan_expands_axes_and_merges_parameters(tmp_path):
-    grid = load_grid(_grid_file(tmp_path, model_parameters={"model-b": {"n_queries": 7}}),
+    grid = load_grid(_grid_file(tmp_path, model_parameters={"wordllama": {"n_queries": 7}}),
                      base=tmp_path)
     assert len(grid.jobs) == 2 * 1 * 2 * 2
     first = grid.jobs[0]
-    assert first.label == "tiny/model-a/data-x/clean/seed-1"
-    assert dict(first.parameters) == {"n_queries": 4, "family": "clean", "model": "model-a",
+    assert first.label == "tiny/bm25/data-x/clean/seed-1"
+    assert dict(first.parameters) == {"n_queries": 4, "family": "clean", "model": "bm25",
                                       "dataset": "data-x", "seed": 1}
-    assert {j.parameters["n_queries"] for j in grid.jobs if j.model == "model-b"} == {7}
-    assert grid.notebook_path(first) == tmp_path / "runs/tiny/model-a/data-x/clean/seed-1.ipynb"
+    assert {j.parameters["n_queries"] for j in grid.jobs if j.model == "wordllama"} == {7}
+    assert grid.notebook_path(first) == tmp_path / "runs/tiny/bm25/data-x/clean/seed-1.ipynb"
     # Distinct parameters give distinct job hashes; the store location is not part of them.
     assert len({job.job_hash for job in grid.jobs}) == len(grid.jobs)
 
@@ -96,7 +96,7 @@ def test_bad_yaml_and_missing_file(tmp_path):
 def test_run_skips_finished_and_reruns_after_a_notebook_edit(tmp_path):
     notebook = tmp_path / "tiny_entry.py"
     notebook.write_text(Path(TINY).read_text())
-    path = _grid_file(tmp_path, notebook="tiny_entry.py", models=["model-a"], seeds=[1])
+    path = _grid_file(tmp_path, notebook="tiny_entry.py", models=["bm25"], seeds=[1])
     grid = load_grid(path, base=tmp_path)
     first = run_grid(grid, workers=2)
     assert len(first.ran) == 2 and first.skipped == []
@@ -116,26 +116,26 @@ def test_run_skips_finished_and_reruns_after_a_notebook_edit(tmp_path):
 
 
 def test_failed_job_is_reported_and_others_still_run(tmp_path):
-    path = _grid_file(tmp_path, models=["model-a"], seeds=[1],
+    path = _grid_file(tmp_path, models=["bm25"], seeds=[1],
                       variants={"clean": {"family": "clean"}, "bad": {"n_queries": "x"}})
     grid = load_grid(path, base=tmp_path)
     with pytest.raises(RunError) as error:
         run_grid(grid, workers=2)
-    assert list(error.value.failures) == ["tiny/model-a/data-x/bad/seed-1"]
+    assert list(error.value.failures) == ["tiny/bm25/data-x/bad/seed-1"]
     assert job_finished(grid, grid.jobs[0])
-    assert (tmp_path / "runs/tiny/model-a/data-x/bad/seed-1.failed.ipynb").is_file()
+    assert (tmp_path / "runs/tiny/bm25/data-x/bad/seed-1.failed.ipynb").is_file()
 
 
 def test_wrong_variant_name_is_a_clear_failure(tmp_path):
     # The notebook writes its entry under `family`; a variant name that differs is caught.
-    path = _grid_file(tmp_path, models=["model-a"], seeds=[1], variants={"typos": {"family": "typo"}})
+    path = _grid_file(tmp_path, models=["bm25"], seeds=[1], variants={"typos": {"family": "typo"}})
     with pytest.raises(RunError, match="wrote no results entry"):
         run_grid(load_grid(path, base=tmp_path), workers=1)
 
 
 def _robustir_run(directory: Path) -> subprocess.Popen:
     return subprocess.Popen(
-        [sys.executable, "-m", "robustir.cli_run", "run", "grid.yaml", "--workers", "2"],
+        [sys.executable, "-m", "robustir.cli", "run", "grid.yaml", "--workers", "2"],
         cwd=directory, start_new_session=True, stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL)
 
@@ -199,10 +199,10 @@ def test_dask_executor_writes_the_same_store_as_the_local_one(tmp_path):
     local, dask = tmp_path / "local", tmp_path / "dask"
     for directory in (local, dask):
         directory.mkdir()
-        _grid_file(directory, models=["model-a"], variants={"typo": {"family": "typo"}})
+        _grid_file(directory, models=["bm25"], variants={"typo": {"family": "typo"}})
     run_grid(load_grid(local / "grid.yaml", base=local), executor="local", workers=2)
     report = run_grid(load_grid(dask / "grid.yaml", base=dask), executor="dask", workers=2)
-    assert report.ran == ["tiny/model-a/data-x/typo/seed-1", "tiny/model-a/data-x/typo/seed-2"]
+    assert report.ran == ["tiny/bm25/data-x/typo/seed-1", "tiny/bm25/data-x/typo/seed-2"]
     assert _store_files(dask / "results") == _store_files(local / "results")
 
 
@@ -257,7 +257,7 @@ def test_default_grid_runs_offline_models_on_local_data():
 
 
 def test_cli_reports_a_bad_grid_with_exit_status_2(tmp_path, capsys, monkeypatch):
-    from robustir.cli_run import main
+    from robustir.cli import main
 
     monkeypatch.chdir(tmp_path)
     path = _grid_file(tmp_path, seeds="1999")
@@ -270,10 +270,10 @@ def test_cli_reports_a_bad_grid_with_exit_status_2(tmp_path, capsys, monkeypatch
 
 
 def test_cli_runs_then_skips(tmp_path, capsys, monkeypatch):
-    from robustir.cli_run import main
+    from robustir.cli import main
 
     monkeypatch.chdir(tmp_path)
-    path = _grid_file(tmp_path, models=["model-a"], seeds=[1], variants={"clean": {"family": "clean"}})
+    path = _grid_file(tmp_path, models=["bm25"], seeds=[1], variants={"clean": {"family": "clean"}})
     assert main(["run", str(path), "--workers", "1"]) == 0
     assert "1 job(s) ran, 0 already finished" in capsys.readouterr().out
     assert main(["run", str(path), "--only-missing"]) == 0

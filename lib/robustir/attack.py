@@ -23,8 +23,9 @@ study (§5.2):
 ``f`` is the system's document path applied to token ids: the document prompt's ids without
 special tokens, then the passage ids, attention all ones, token types zero, the system's pooling
 and normalisation (§5.3 step 1; the missing special tokens are the study's, §8.1 row 9). The same
-function embeds the passages for the evaluation, which appends them to the clean test corpus as
-``adv_doc_{file}_{cluster}`` and reports ASR@k (:mod:`robustir.metrics.poisoning`) and nDCG@10.
+function embeds the passages for the evaluation (:mod:`robustir.experiments.corpus_poisoning`),
+which appends them to the clean test corpus as ``adv_doc_{file}_{cluster}`` and reports ASR@k and
+nDCG@10. This module only generates passages: it sits below the experiments layer.
 
 An attack saves its state every ``checkpoint_every`` iterations (atomic JSON: cluster, iteration,
 current and best ids, best similarity, RNG state); a killed attack rerun with the same
@@ -49,21 +50,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import torch
 
-from robustir import retrieve
-from robustir.cache import EmbeddingCache, atomic_write, fingerprint
+from robustir.cache import atomic_write, fingerprint
 from robustir.data import Dataset, document_text
-from robustir.encode import Embeddings, Encoder
-from robustir.metrics import per_query_metrics
-from robustir.metrics.poisoning import (
-    ADVERSARIAL_PREFIX,
-    ASR_CUTOFFS,
-    TIE_RULES,
-    per_query_attack_success,
-    ties_at_cutoff,
-)
+from robustir.encode import Encoder
 
 __all__ = [
     "DEFAULT_CONFIG",
@@ -73,19 +64,15 @@ __all__ = [
     "ClusterAttack",
     "ClusterTargets",
     "HotFlipConfig",
-    "PoisoningEvaluation",
     "attacker_pairs",
     "cluster_queries",
     "cluster_targets",
     "embed_passages",
-    "evaluate_poisoning",
     "fill_token_id",
     "gold_passage_ids",
     "hotflip_attack",
     "passage_file_name",
-    "poisoning_table",
     "query_text_passages",
-    "run_corpus_poisoning",
     "save_passages",
 ]
 
@@ -718,253 +705,3 @@ def save_passages(
     text = json.dumps(payload, ensure_ascii=False, indent=2).encode("utf-8")
     atomic_write(path, lambda handle: handle.write(text))
     return path
-
-
-# --- evaluation -----------------------------------------------------------------------------
-@dataclass
-class PoisoningEvaluation:
-    """The outcome of :func:`evaluate_poisoning`.
-
-    Attributes:
-        run: ``{qid: {doc_id: score}}`` over the poisoned corpus, best first.
-        per_query: Indexed by query id: ``ASR@k`` (0/1, under the chosen tie rule),
-            ``nDCG@10`` on the poisoned corpus and ``nDCG@10 change`` (poisoned − clean).
-        summary: ``{"metrics": {…means…}, "asr_by_tie_rule": {rule: {ASR@k: …}},
-            "ties_at_cutoff": {ASR@k: queries}, "n_queries": …, "n_passages": …}``.
-    """
-
-    run: dict
-    per_query: pd.DataFrame
-    summary: dict
-
-
-def evaluate_poisoning(
-    encoder: Encoder,
-    test: Dataset,
-    passages: Sequence[Sequence[int]],
-    *,
-    file_index: int = 0,
-    top_k: int = 1000,
-    cutoffs: Sequence[int] = ASR_CUTOFFS,
-    tie_rule: str = "adversarial_loses",
-    prompt_mask_with_special_tokens: bool = True,
-    clean_corpus: Embeddings | None = None,
-) -> PoisoningEvaluation:
-    """Append adversarial passages to the clean test corpus and search it (§5.3).
-
-    Args:
-        encoder: The target system; its cache serves the clean corpus and test queries.
-        test: The evaluation split (clean queries and qrels).
-        passages: Token ids per passage; embedded with :func:`embed_passages`.
-        file_index: The ``{file}`` of the ids ``adv_doc_{file}_{cluster}``.
-        top_k: Hits per query (the study: 1000).
-        cutoffs: The k of ASR@k.
-        tie_rule: Tie rule of the reported ASR (:data:`~robustir.metrics.poisoning.TIE_RULES`);
-            the summary has every rule.
-        prompt_mask_with_special_tokens: See :class:`HotFlipConfig`.
-        clean_corpus: Precomputed clean corpus embeddings (default: ``encode_corpus``).
-    """
-    if tie_rule not in TIE_RULES:
-        raise ValueError(f"unknown tie rule {tie_rule!r}; use one of {', '.join(TIE_RULES)}")
-    spec = encoder.spec
-    corpus = clean_corpus or encoder.encode_corpus(test.corpus, test.name)
-    queries = encoder.encode_queries(test.queries, test.name)
-    adversarial = embed_passages(
-        encoder, passages, test.name,
-        prompt_mask_with_special_tokens=prompt_mask_with_special_tokens,
-    )
-    adversarial_ids = [f"{ADVERSARIAL_PREFIX}_{file_index}_{i}" for i in range(len(passages))]
-    poisoned = Embeddings(
-        corpus.ids + adversarial_ids, np.concatenate([corpus.vectors, adversarial])
-    )
-    clean_run = retrieve.dense_search(queries, corpus, top_k=top_k, score=spec.score)
-    run = retrieve.dense_search(queries, poisoned, top_k=top_k, score=spec.score)
-    if test.excluded_ids:  # BRIGHT's excluded ids leave attack runs too (protocol §2.3.6)
-        clean_run = retrieve.remove_excluded_ids(clean_run, test.excluded_ids)
-        run = retrieve.remove_excluded_ids(run, test.excluded_ids)
-    clean = per_query_metrics(test.qrels, clean_run, ["nDCG@10"])["nDCG@10"]
-    ndcg = per_query_metrics(test.qrels, run, ["nDCG@10"])["nDCG@10"]
-    by_rule = {
-        rule: per_query_attack_success(run, cutoffs, tie_rule=rule) for rule in TIE_RULES
-    }
-    per_query = by_rule[tie_rule].copy()
-    per_query["nDCG@10"] = ndcg
-    per_query["nDCG@10 change"] = ndcg - clean
-    summary = {
-        "metrics": {m: float(per_query[m].mean()) for m in per_query.columns},
-        "clean_nDCG@10": float(clean.mean()),
-        "tie_rule": tie_rule,
-        "asr_by_tie_rule": {
-            rule: {m: float(frame[m].mean()) for m in frame.columns}
-            for rule, frame in by_rule.items()
-        },
-        "ties_at_cutoff": ties_at_cutoff(run, cutoffs),
-        "n_queries": len(per_query),
-        "n_passages": len(passages),
-        "corpus_size": len(corpus),
-    }
-    return PoisoningEvaluation(run, per_query, summary)
-
-
-# --- one run of the experiment --------------------------------------------------------------
-def run_corpus_poisoning(
-    model: str,
-    dataset: str,
-    config: HotFlipConfig,
-    *,
-    attacker_split: str = "train",
-    split: str = "test",
-    data_root: str | Path | None = None,
-    output: str | Path = "results",
-    cache: EmbeddingCache | None = None,
-    device: str | None = None,
-    max_length: int | None = None,
-    attack_dtype: str | None = None,
-    tie_rule: str = "adversarial_loses",
-    top_k: int = 1000,
-    baselines: bool = True,
-    progress: bool = False,
-) -> dict[str, PoisoningEvaluation]:
-    """Attack one system on one dataset, save the passages, evaluate, write the results store.
-
-    Writes ``<output>/corpus_poisoning/<model>/<dataset>/<variant>/seed-<seed>/`` for the
-    variants ``hotflip_N{N}`` (``…_bf16`` with ``attack_dtype="bfloat16"``) and, with
-    ``baselines``, ``gold_N{N}`` (the initial passages) and ``query_text_N{N}``; the passages go
-    to ``<output>/corpus_poisoning_passages/<model>/<dataset>/`` under the study's file name,
-    the resumable state to ``<output>/corpus_poisoning_checkpoints/``. Evaluation always uses
-    float32 weights. ``max_length`` (default: the system's) bounds the encoded queries and test
-    documents; keep it equal to the clean runs' so that the corpus comes from the cache.
-
-    Returns:
-        ``{variant: evaluation}``.
-    """
-    from robustir.data import load_dataset
-    from robustir.models import get_model_spec
-    from robustir.provenance import library_versions
-    from robustir.results import ResultStore, per_query_long
-
-    spec = get_model_spec(model)
-    train = load_dataset(dataset, attacker_split, data_root)
-    test = load_dataset(dataset, split, data_root)
-    evaluator = Encoder(spec, device=device, max_length=max_length, cache=cache, progress=progress)
-    attacker = evaluator
-    if attack_dtype and attack_dtype != evaluator.dtype:
-        attacker = Encoder(spec, device=device, dtype=attack_dtype, max_length=max_length,
-                           cache=cache, progress=progress)
-    output = Path(output)
-    result = hotflip_attack(
-        attacker, train, config, checkpoint_dir=output / "corpus_poisoning_checkpoints"
-    )
-    suffix = f"_{attack_dtype}" if attacker is not evaluator else ""
-    name = passage_file_name(train.name, spec.key, config).replace(".json", f"{suffix}.json")
-    passages_path = save_passages(
-        output / "corpus_poisoning_passages" / spec.key / test.name / name,
-        result, evaluator.tokenizer,
-    )
-    n = config.n_passages
-    variants = {f"hotflip_N{n}{suffix}": [p.token_ids for p in result.passages]}
-    if baselines:
-        variants[f"gold_N{n}"] = [p.initial_ids for p in result.passages]
-        variants[f"query_text_N{n}"] = query_text_passages(evaluator, train, config)
-    corpus = evaluator.encode_corpus(test.corpus, test.name)
-    store = ResultStore(output)
-    base = {
-        "model": spec.as_record(), "dataset": test.name, "split": test.split,
-        "attacker_split": train.split, "data_checksum": test.checksum,
-        "attacker_data_checksum": train.checksum, "attack": config.as_record(),
-        "attack_dtype": attacker.dtype, "evaluation_dtype": evaluator.dtype,
-        "max_length": evaluator.max_length,
-        "tie_rule": tie_rule, "top_k": top_k, "libraries": library_versions(),
-        "adversarial_special_tokens": False,
-    }
-    iterations = config.iterations * n
-    attack_summary = {
-        "attack_elapsed_s": result.record["elapsed_s"],
-        "seconds_per_iteration": result.record["elapsed_s"] / iterations if iterations else None,
-        "validation_similarity": [p.best_similarity for p in result.passages],
-        "initial_validation_similarity": [p.initial_similarity for p in result.passages],
-        "accepted": [p.accepted for p in result.passages],
-        "passages_file": str(passages_path),
-    }
-    evaluations = {}
-    for variant, ids in variants.items():
-        evaluation = evaluate_poisoning(
-            evaluator, test, ids, top_k=top_k, tie_rule=tie_rule, clean_corpus=corpus,
-            prompt_mask_with_special_tokens=config.prompt_mask_with_special_tokens,
-        )
-        params = {**base, "variant": variant, "passages": variant.split("_N")[0]}
-        summary = {**evaluation.summary, **(attack_summary if variant.startswith("hotflip") else {})}
-        store.write_entry(
-            store.entry_dir("corpus_poisoning", spec.key, test.name, variant, config.seed),
-            params, per_query_long(evaluation.per_query), summary,
-        )
-        log.info("%s %s seed %d: %s", spec.key, variant, config.seed, evaluation.summary["metrics"])
-        # what is returned is what was stored: the attack's record rides with the hotflip rows
-        evaluations[variant] = dataclasses.replace(evaluation, summary=summary)
-    return evaluations
-
-
-# --- aggregation ----------------------------------------------------------------------------
-def final_tokens(passages_file: str | Path, queries: Mapping[str, str], tokenizer) -> dict:
-    """The final tokens of a run's initial (gold) passages, and the share of queries that end
-    with one of them.
-
-    A last-token-pooled model that was never trained for retrieval (SmolLM2) puts much of a
-    text's embedding into its final token: a passage that ends as most queries do is close to
-    all of them before any optimisation, one that does not may be close to none, whatever the
-    rest of the text says (chapter "Corpus poisoning").
-
-    Args:
-        passages_file: A passages file written by :func:`run_corpus_poisoning`.
-        queries: The evaluation queries ``{qid: text}``.
-        tokenizer: The system's tokenizer.
-
-    Returns:
-        ``{"final_tokens": sorted distinct final tokens, "queries_ending_alike": share in [0, 1]}``.
-    """
-    passages = json.loads(Path(passages_file).read_text(encoding="utf-8"))["passages"]
-    finals = {tokenizer.decode(p["initial_ids"][-1:]) for p in passages.values()}
-    endings = [tokenizer.decode(tokenizer(text, add_special_tokens=False)["input_ids"][-1:])
-               for text in queries.values()]
-    return {"final_tokens": sorted(finals),
-            "queries_ending_alike": float(np.mean([e in finals for e in endings])) if endings else float("nan")}
-
-
-_VARIANT = r"^(?P<passages>.+)_N(?P<n_passages>\d+)(?:_(?P<attack_dtype>bfloat16|float16))?$"
-
-
-def poisoning_table(
-    summaries: pd.DataFrame, measure: str = "ASR@20", *, scale: float = 100.0, digits: int = 1
-) -> pd.DataFrame:
-    """The study's Table 3 layout: ``measure`` × ``scale``, mean ± population std over seeds.
-
-    Args:
-        summaries: ``ResultStore.read_summaries("corpus_poisoning")`` (columns ``model,
-            dataset, variant, seed`` and the measures).
-        measure: A summary measure, e.g. ``ASR@20`` (the study's) or ``nDCG@10 change``.
-        scale: Factor applied before averaging (100: percent).
-        digits: Decimals of the formatted cells.
-
-    Returns:
-        Rows ``(passages, attack_dtype, model)``, columns ``(dataset, N)``, cells
-        ``"mean ± std (seeds)"`` with the std over seeds with ddof = 0, as the study.
-
-    Raises:
-        ValueError: ``measure`` is missing or a variant name is not ``<passages>_N<n>[_dtype]``.
-    """
-    if measure not in summaries.columns:
-        raise ValueError(f"no column {measure!r} in the summaries; have {list(summaries.columns)}")
-    parts = summaries["variant"].str.extract(_VARIANT)
-    if parts["passages"].isna().any():
-        bad = summaries.loc[parts["passages"].isna(), "variant"].iloc[0]
-        raise ValueError(f"variant {bad!r} is not <passages>_N<n>[_bfloat16]")
-    frame = pd.concat([summaries[["model", "dataset", "seed"]], parts], axis=1)
-    frame["attack_dtype"] = frame["attack_dtype"].fillna("float32")
-    frame["N"] = frame.pop("n_passages").astype(int)
-    frame["value"] = summaries[measure].astype(float) * scale
-    grouped = frame.groupby(["passages", "attack_dtype", "model", "dataset", "N"])["value"]
-    stats = grouped.agg(mean="mean", std=lambda v: float(np.std(v, ddof=0)), seeds="count")
-    cells = stats.apply(
-        lambda r: f"{r['mean']:.{digits}f} ± {r['std']:.{digits}f} ({int(r['seeds'])})", axis=1
-    )
-    return cells.unstack(["dataset", "N"]).sort_index(axis=1)

@@ -34,10 +34,10 @@ from tqdm.auto import tqdm
 
 from robustir.cache import EmbeddingCache, default_cache_dir, fingerprint
 from robustir.data import PAD_TEXT, document_text, pad_empty
+from robustir.embeddings import Embeddings
 from robustir.models import MODELS, ModelSpec
 
 __all__ = [
-    "Embeddings",
     "Encoder",
     "EncoderStats",
     "pool",
@@ -50,22 +50,6 @@ _POOLINGS = ("mean", "cls", "last_token", "prompt_mean")
 
 #: Bytes of query vectors an :class:`Encoder` keeps in memory to skip re-encoding a text.
 REMEMBERED_QUERY_BYTES = 256 * 2**20
-
-
-@dataclass(frozen=True)
-class Embeddings:
-    """Vectors with the ids they belong to.
-
-    Attributes:
-        ids: One id per row.
-        vectors: float32 array of shape ``(len(ids), dimension)``.
-    """
-
-    ids: list[str]
-    vectors: np.ndarray
-
-    def __len__(self) -> int:
-        return len(self.ids)
 
 
 @dataclass
@@ -163,26 +147,50 @@ def _dequantised_copy(location: str, gguf_file: str) -> str:
     return str(target)
 
 
-def _load_transformer(spec: ModelSpec, device: str, dtype: str):
-    """Tokenizer and model of ``spec``; catalog variants of one model share one load."""
+def base_weights_location(spec: ModelSpec) -> str:
+    """Where ``spec``'s base weights load from: its folder or hub id, GGUF files dequantised
+    once into a float32 copy (the trainer and the encoder share this)."""
     location = spec.weights_location()
     if spec.gguf_file:
         location = _dequantised_copy(location, spec.gguf_file)
+    return location
+
+
+def _load_transformer(spec: ModelSpec, device: str, dtype: str):
+    """Tokenizer and model of ``spec``; catalog variants of one model share one load."""
+    location = base_weights_location(spec)
+    adapter = spec.adapter_location()
     try:
         return _load_weights(
-            location, spec.trust_remote_code, spec.padding_side, device, dtype
+            location, spec.trust_remote_code, spec.padding_side, device, dtype,
+            spec.num_layers, str(adapter) if adapter else None,
         )
     except OSError as error:
         raise OSError(
             f"could not load model {spec.key!r} from {location!r}: {error}. Offline, only the "
-            f"package-shipped models load (minilm*, smollm2*, wordllama); the study's models "
-            f"need the model hub or a local copy of {spec.hf_id!r}."
+            f"package-shipped models load (minilm*, smollm2*, wordllama) and local folders; the "
+            f"study's models need the model hub or a local copy of {spec.hf_id!r}."
         ) from error
+
+
+def truncate_layers(model: torch.nn.Module, num_layers: int) -> torch.nn.Module:
+    """Keep the first ``num_layers`` transformer layers of a decoder model (its final norm
+    stays): the truncated models of the depth series. Returns the model, changed in place."""
+    layers = getattr(model, "layers", None)
+    if layers is None or not 0 < num_layers <= len(layers):
+        found = "no .layers" if layers is None else f"{len(layers)} layers"
+        raise ValueError(f"cannot keep {num_layers} layers of a {type(model).__name__} ({found})")
+    model.layers = torch.nn.ModuleList(list(layers)[:num_layers])
+    model.config.num_hidden_layers = num_layers
+    if hasattr(model.config, "layer_types"):
+        model.config.layer_types = model.config.layer_types[:num_layers]
+    return model
 
 
 @functools.lru_cache(maxsize=4)
 def _load_weights(
-    location: str, trust_remote_code: bool, padding_side: str | None, device: str, dtype: str
+    location: str, trust_remote_code: bool, padding_side: str | None, device: str, dtype: str,
+    num_layers: int | None = None, adapter: str | None = None,
 ):
     from transformers import AutoModel, AutoTokenizer
     from transformers.utils import logging as transformers_logging
@@ -194,9 +202,18 @@ def _load_weights(
     transformers_logging.disable_progress_bar()  # a bar per load clutters every notebook
     try:
         with torch.inference_mode(False):
+            # adapters merge in float32, then the model takes the requested dtype
             model = AutoModel.from_pretrained(
-                location, dtype=getattr(torch, dtype), trust_remote_code=trust_remote_code
+                location, dtype=torch.float32 if adapter else getattr(torch, dtype),
+                trust_remote_code=trust_remote_code,
             )
+            if num_layers is not None:
+                truncate_layers(model, num_layers)
+            if adapter is not None:
+                from peft import PeftModel
+
+                model = PeftModel.from_pretrained(model, adapter).merge_and_unload()
+                model = model.to(getattr(torch, dtype))
     finally:
         if bar_was_on:
             transformers_logging.enable_progress_bar()
@@ -209,7 +226,7 @@ def _load_weights(
 
 
 @functools.lru_cache(maxsize=1)
-def _load_wordllama():
+def load_wordllama():
     """WordLlama from its wheel without a download (the loader looks in the wrong folder)."""
     from wordllama import WordLlama
 
@@ -220,6 +237,64 @@ def _load_wordllama():
     if not (cache / "tokenizers" / config).exists():
         shutil.copy(package / "tokenizers" / config, cache / "tokenizers" / config)
     return WordLlama.load(cache_dir=cache, disable_download=True)
+
+
+#: Version of what :class:`Encoder` computes from a model's weights. Bump it with any change to
+#: tokenisation, prompting, padding, pooling or normalisation: it is part of every cache key, so
+#: embeddings cached by an older encoder are never reused (``tests/test_encode.py`` fails when
+#: the output on a fixed batch changes without a bump).
+ENCODER_OUTPUT_VERSION = 2
+
+
+def default_dtype(spec: ModelSpec, device: str | torch.device | None = None) -> str:
+    """The dtype an encoder uses unless told otherwise: the spec's on CUDA, float32 elsewhere."""
+    return spec.dtype if select_device(device).type == "cuda" else "float32"
+
+
+@functools.lru_cache(maxsize=32)
+def _adapter_sha256(path: str) -> str:
+    from robustir.model_sources import folder_sha256
+
+    return folder_sha256(path)
+
+
+def forward_identity(spec: ModelSpec, *, max_length: int | None = None, dtype: str | None = None,
+                     device: str | None = None) -> dict:
+    """Everything that decides the hidden states of one forward pass of ``spec``'s model.
+
+    The embedding cache keys on this (plus pooling, normalisation, layer, prompt and texts),
+    and the grid runner groups jobs by it, so that catalog siblings (another pooling or layer of
+    the same forward pass) share one corpus encoding: one definition serves both.
+
+    Args:
+        spec: The system.
+        max_length: Token limit (default: the spec's).
+        dtype: Weights dtype (default: :func:`default_dtype`).
+        device: Device name or type (default: CUDA when available).
+    """
+    import transformers
+
+    device_type = select_device(device).type
+    adapter = spec.adapter_location()
+    return {
+        "encoder_output_version": ENCODER_OUTPUT_VERSION,
+        "model": spec.weights_sha256 or spec.hf_id,
+        "package": spec.package,
+        "package_version": _package_version(spec.package),
+        "gguf_file": spec.gguf_file,
+        "backend": spec.backend,
+        "num_layers": spec.num_layers,
+        "adapter_sha256": _adapter_sha256(str(adapter)) if adapter else None,
+        "append_eos": spec.append_eos,
+        "padding_side": spec.padding_side,
+        "max_length": max_length or spec.max_length,
+        "dtype": dtype or default_dtype(spec, device_type),
+        "device": device_type,
+        "separator": spec.separator,
+        "empty_text": PAD_TEXT,
+        "transformers": transformers.__version__,
+        "torch": torch.__version__.split("+")[0],
+    }
 
 
 class Encoder:
@@ -252,13 +327,14 @@ class Encoder:
         cache: EmbeddingCache | None = None,
         progress: bool = True,
     ):
-        if not spec.is_dense:
-            raise ValueError(f"{spec.key!r} is not a dense system; use robustir.retrieve.BM25Retriever")
+        if spec.backend != "transformers":
+            raise ValueError(f"{spec.key!r} is not a transformer model ({spec.backend}); use "
+                             "robustir.retrievers.make_retriever")
         if spec.pooling not in _POOLINGS:
             raise ValueError(f"{spec.key}: unknown pooling {spec.pooling!r}")
         self.spec = spec
         self.device = select_device(device)
-        self.dtype = dtype or (spec.dtype if self.device.type == "cuda" else "float32")
+        self.dtype = dtype or default_dtype(spec, self.device)
         self.batch_size = batch_size
         self.max_length = max_length or spec.max_length
         self.cache = cache
@@ -337,6 +413,24 @@ class Encoder:
         )
         return self._head(output, attention_mask, self.spec, prompt_length)
 
+    def tokenize(self, texts: Sequence[str]):
+        """Token ids and attention masks of ``texts`` (prompts already attached), padded.
+
+        Truncation keeps ``max_length`` tokens; with ``append_eos`` the end-of-sequence token is
+        appended after truncating to ``max_length - 1``, so every text ends in it. Multiples of
+        8 pad only on CUDA (tensor cores); on a CPU they would only add padding.
+        """
+        tokenizer = self.tokenizer
+        pad_to = 8 if self.device.type == "cuda" else None
+        if not self.spec.append_eos:
+            return tokenizer(list(texts), max_length=self.max_length, padding=True,
+                             truncation=True, pad_to_multiple_of=pad_to, return_tensors="pt")
+        encoded = tokenizer(list(texts), max_length=self.max_length - 1, truncation=True)
+        encoded["input_ids"] = [ids + [tokenizer.eos_token_id] for ids in encoded["input_ids"]]
+        encoded["attention_mask"] = [mask + [1] for mask in encoded["attention_mask"]]
+        encoded.pop("token_type_ids", None)  # decoder-only tokenizers; none for the EOS
+        return tokenizer.pad(encoded, padding=True, pad_to_multiple_of=pad_to, return_tensors="pt")
+
     def _with_prompt(self, texts: Iterable[str], prompt: str) -> list[str]:
         sep = self.spec.separator if prompt else ""
         return [prompt + sep + pad_empty(text) for text in texts]
@@ -355,8 +449,6 @@ class Encoder:
         """Embeddings of ``texts`` for each head (a pooling/layer reading of this model's
         hidden states), all from one forward pass per batch."""
         full = self._with_prompt(texts, prompt)
-        if self.spec.backend == "static":
-            return [self._encode_static(full)]
         order = sorted(range(len(full)), key=lambda i: len(full[i]), reverse=True)
         needs_prompt = any(head.pooling == "prompt_mean" for head in heads)
         prompt_length = self.prompt_length(prompt) if needs_prompt else 0
@@ -366,15 +458,7 @@ class Encoder:
         with torch.inference_mode():
             for start in range(0, len(order), self.batch_size):
                 index = order[start : start + self.batch_size]
-                batch = self.tokenizer(
-                    [full[i] for i in index],
-                    max_length=self.max_length,
-                    padding=True,
-                    truncation=True,
-                    # multiples of 8 suit GPU tensor cores; on a CPU they only add padding
-                    pad_to_multiple_of=8 if self.device.type == "cuda" else None,
-                    return_tensors="pt",
-                ).to(self.device)
+                batch = self.tokenize([full[i] for i in index]).to(self.device)
                 mask = batch["attention_mask"]
                 output = self._hidden_states(
                     mask, all_layers, input_ids=batch["input_ids"],
@@ -392,46 +476,29 @@ class Encoder:
             return [np.empty((0, 0), dtype=np.float32) for _ in heads]
         return out
 
-    def _encode_static(self, texts: list[str]) -> np.ndarray:
-        model = _load_wordllama()
-        vectors = np.asarray(model.embed(texts, norm=False), dtype=np.float32)
-        self.stats.texts_encoded += len(texts)
-        if self.spec.normalize:
-            vectors /= np.clip(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12, None)
-        return vectors
-
     def cache_inputs(self, prompt: str, head: ModelSpec | None = None) -> dict:
         """Everything except the texts that changes this encoder's output for ``prompt``
         (for ``head``, a catalog sibling read from the same forward pass; default: the spec)."""
-        import transformers
-
         spec = head or self.spec
         return {
-            "model": spec.hf_id,
-            "package": spec.package,
-            "package_version": _package_version(spec.package),
-            "gguf_file": spec.gguf_file,
-            "backend": spec.backend,
+            **forward_identity(spec, max_length=self.max_length, dtype=self.dtype,
+                               device=self.device.type),
             "pooling": spec.pooling,
             "normalize": spec.normalize,
             "layer": spec.layer,
-            "max_length": self.max_length,
-            "dtype": self.dtype,
-            "device": self.device.type,
             "prompt": prompt,
-            "separator": spec.separator,
-            "empty_text": PAD_TEXT,
-            "transformers": transformers.__version__,
-            "torch": torch.__version__.split("+")[0],
         }
 
     def siblings(self) -> list[ModelSpec]:
         """Catalog entries that read the same model's hidden states differently (another
         pooling or layer) with the same prompts and padding: one forward pass serves them all.
         """
-        if self.spec.forward_pass is None:
+        if self.spec.backend != "transformers":
             return []
-        return [s for s in MODELS.values() if s.key != self.spec.key and s.forward_pass == self.spec.forward_pass]
+        settings = dict(max_length=self.max_length, dtype=self.dtype, device=self.device.type)
+        identity = forward_identity(self.spec, **settings)
+        return [s for s in MODELS.values() if s.key != self.spec.key and s.backend == "transformers"
+                and forward_identity(s, **settings) == identity]
 
     def _encode_remembered(self, texts: list[str], prompt: str, heads: list[ModelSpec], desc: str) -> list[np.ndarray]:
         """:meth:`_encode_heads` for query texts: texts embedded before with ``prompt`` are

@@ -17,12 +17,16 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 __all__ = [
+    "FAMILIES",
     "ModelSpec",
     "MODELS",
     "TASKS",
     "UnknownModelError",
+    "display_name",
+    "family_label",
     "get_model_spec",
     "model_table",
+    "systems_by_family",
 ]
 
 #: Task strings ``{task}`` of the instruction prompts, per dataset key (protocol §1.3).
@@ -158,6 +162,19 @@ class ModelSpec:
         bm25_k1: BM25 term-frequency saturation (``bm25`` backend only).
         bm25_b: BM25 length normalisation (``bm25`` backend only).
         note: One-line caveat shown in the catalog.
+        append_eos: Append the tokenizer's end-of-sequence token to every text before
+            truncation leaves room for it, so that last-token pooling reads the EOS state (the
+            recipe of RepLLaMA-style retrievers; protocol §8.1 row 12).
+        num_layers: Keep only the first ``num_layers`` transformer layers (and the final norm):
+            a truncated model, e.g. the depth series of the trained SmolLM2 retrievers.
+        adapter: Folder of a LoRA adapter (``peft`` format) merged into the weights at load
+            time; relative to the ``robustir`` package's ``resources`` folder unless absolute.
+        weights_sha256: Content hash of a local model folder (and adapter): the identity of a
+            user-supplied model in caches and results, so two folders with the same name never
+            share results.
+        query_instruction: A fixed query prompt used on every dataset instead of
+            ``prompt_style``'s (a user model's own prompt, e.g. ``"query: "``).
+        document_instruction: Likewise for documents.
     """
 
     key: str
@@ -183,6 +200,12 @@ class ModelSpec:
     bm25_k1: float = 0.9
     bm25_b: float = 0.4
     note: str = ""
+    append_eos: bool = False
+    num_layers: int | None = None
+    adapter: str | None = None
+    weights_sha256: str | None = None
+    query_instruction: str | None = None
+    document_instruction: str | None = None
     extra: dict = field(default_factory=dict, compare=False, hash=False)
 
     def query_prompt(self, dataset: str, *, browsecomp_wrapping: bool = True) -> str:
@@ -193,6 +216,8 @@ class ModelSpec:
             browsecomp_wrapping: Replicate the study's quirk that wraps non-instruction
                 systems' prompts in ``"Instruct: …\\nQuery:"`` on ``browsecomp_plus``.
         """
+        if self.query_instruction is not None:
+            return self.query_instruction
         style = self.prompt_style
         if style == "none":
             prompt = ""
@@ -210,6 +235,8 @@ class ModelSpec:
 
     def document_prompt(self, dataset: str) -> str:
         """The string prepended to every document of ``dataset`` (protocol §1.3, §1.4.1)."""
+        if self.document_instruction is not None:
+            return self.document_instruction
         dataset = _DATASET_ALIASES.get(dataset, dataset)
         if self.prompt_style == "instruct":
             return _task(dataset) if dataset == "arguana" else ""
@@ -223,19 +250,6 @@ class ModelSpec:
     def is_dense(self) -> bool:
         """True for systems that produce embeddings (everything but BM25)."""
         return self.backend != "bm25"
-
-    @property
-    def forward_pass(self) -> tuple | None:
-        """What one forward pass of this system's model depends on (weights, prompts, padding).
-
-        Catalog entries with equal values read the same hidden states (another pooling or
-        layer), so one encoding serves them all; ``None`` for systems without a transformer
-        forward pass (BM25, static word vectors).
-        """
-        if self.backend != "transformers":
-            return None
-        return (self.hf_id, self.package, self.package_path, self.gguf_file, self.backend,
-                self.prompt_style, self.separator, self.padding_side, self.trust_remote_code)
 
     def weights_location(self) -> str:
         """Local folder of package-shipped weights, else the hub id.
@@ -253,6 +267,13 @@ class ModelSpec:
                 f"(or `make setup`)"
             )
         return str(Path(found.origin).parent / self.package_path)
+
+    def adapter_location(self) -> Path | None:
+        """The adapter folder, resolved against the package's ``resources`` (``None``: none)."""
+        if self.adapter is None:
+            return None
+        path = Path(self.adapter)
+        return path if path.is_absolute() else Path(__file__).parent / "resources" / path
 
     def as_record(self) -> dict:
         """Every field as plain JSON-able values, for ``params.json``."""
@@ -333,6 +354,42 @@ _SPECS = [
 #: The catalog, keyed by :attr:`ModelSpec.key`.
 MODELS: dict[str, ModelSpec] = {spec.key: spec for spec in _SPECS}
 
+#: Model families in display order, with the short label figures and tables use. The one place
+#: a family's label and position are declared (figures colour systems by family).
+FAMILIES: dict[str, str] = {
+    "lexical baseline": "lexical",
+    "encoder-only baseline": "encoder-only",
+    "general instruction-tuned": "general instruction-tuned",
+    "reasoning-optimized": "reasoning-tuned",
+    "scaling variant": "scaling variant",
+    "offline encoder-only": "offline encoder-only",
+    "offline decoder-only retriever": "offline decoder-only retriever",
+    "offline decoder-only LM": "offline decoder-only LM (untrained)",
+    "offline static": "offline static",
+    "user model": "your model",
+}
+
+
+def family_label(family: str) -> str:
+    """The display label of a family (the family itself when it is not in :data:`FAMILIES`)."""
+    return FAMILIES.get(family, family)
+
+
+def systems_by_family(keys=None) -> dict[str, list[str]]:
+    """Catalog keys grouped by family label, families and systems in display order.
+
+    Args:
+        keys: The systems to group (default: the whole catalog); keys outside the catalog are
+            grouped under "your model".
+    """
+    keys = list(MODELS) if keys is None else list(keys)
+    order = {label: i for i, label in enumerate(FAMILIES.values())}
+    grouped: dict[str, list[str]] = {}
+    for key in keys:
+        family = MODELS[key].family if key in MODELS else "user model"
+        grouped.setdefault(family_label(family), []).append(key)
+    return dict(sorted(grouped.items(), key=lambda item: order.get(item[0], len(order))))
+
 
 def get_model_spec(key: str) -> ModelSpec:
     """Look up a catalog entry.
@@ -347,6 +404,11 @@ def get_model_spec(key: str) -> ModelSpec:
             f"unknown model {key!r}; known models: {', '.join(MODELS)} "
             f"(see `robustir models`)"
         ) from None
+
+
+def display_name(key: str) -> str:
+    """The display name of a catalog entry; other keys (your models) are shown as they are."""
+    return MODELS[key].display_name if key in MODELS else key
 
 
 def model_table() -> list[dict]:

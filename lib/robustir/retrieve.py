@@ -21,10 +21,10 @@ import faiss
 import numpy as np
 
 from robustir.data import document_text
-from robustir.encode import Embeddings
+from robustir.embeddings import Embeddings
 
 __all__ = [
-    "BM25Retriever",
+    "BM25Index",
     "dense_search",
     "remove_excluded_ids",
     "remove_self_matches",
@@ -133,8 +133,8 @@ def remove_excluded_ids(run: Run, excluded: Mapping[str, Iterable[str]]) -> Run:
     return out
 
 
-class BM25Retriever:
-    """BM25 over a BEIR corpus with ``bm25s`` (Lucene variant).
+class BM25Index:
+    """A BM25 index over a BEIR corpus with ``bm25s`` (Lucene variant).
 
     The study used pyserini's Lucene analyser with gensim's ``LuceneBM25Model`` (k1 = 0.9,
     b = 0.4, query terms weighted by the same transform; protocol §1.5). This retriever keeps

@@ -19,7 +19,7 @@ the runner at any moment and rerunning it redoes at most the jobs that were in f
 nothing that had finished.
 
 Jobs run in parallel (``workers``), with one ordering rule: jobs that read the same corpus
-embeddings (:func:`corpus_key`: the model's forward pass, the dataset and the max length) wait
+embeddings (:func:`corpus_key`: the model's forward pass and the dataset) wait
 until the first of them has finished, so that each corpus is encoded once and read from the
 embedding cache by the others (:func:`leaders_first`).
 
@@ -37,7 +37,10 @@ Grid file format::
     analyses:
       - experiment: evaluate
         notebook: notebooks/evaluate.py
-        models: [minilm, bm25]
+        models:                          # catalog keys, folders, .yaml specs, hub ids,
+          - minilm                       # or mappings (source: plus overrides); each is
+          - ./my-model                   # resolved before any job starts, and stored under
+          - {source: minilm, pooling: cls}   # its key (a folder's: name + content hash)
         datasets: [scifact]
         variants: {clean: {}}            # variant name -> extra parameters (default {clean: {}})
         seeds: [1999, 5]                 # injected as `seed`; omit for deterministic runs
@@ -70,7 +73,6 @@ import yaml
 
 import robustir
 from robustir.cache import atomic_write_text
-from robustir.models import MODELS
 from robustir.preflight import check_grid_datasets
 from robustir.results import ResultStore, params_hash
 
@@ -136,11 +138,21 @@ class Job:
         return f"{self.experiment}/{self.model}/{self.dataset}/{self.variant}/seed-{seed}"
 
     @property
+    def model_source(self) -> str | Mapping[str, Any]:
+        """What the notebook resolves into a model: a catalog key, a folder, a spec file or a
+        mapping (:func:`robustir.model_sources.resolve_model`)."""
+        return self.parameters["model"]
+
+    @property
     def job_hash(self) -> str:
-        """Hash of everything that changes what the job computes (not where it writes)."""
+        """Hash of everything that changes what the job computes (not where it writes).
+
+        The model's store key enters too: for a folder it holds a hash of the folder's files.
+        """
         return params_hash({
             "notebook": self.notebook,
             "notebook_sha": self.notebook_sha,
+            "model": self.model,
             "parameters": dict(self.parameters),
             "robustir": robustir.__version__,
         })
@@ -219,6 +231,40 @@ def _string_list(entry: Mapping[str, Any], field: str, where: str) -> list[str]:
     return values
 
 
+def _plan_models(entry: Mapping[str, Any], where: str, base: Path) -> dict[str, tuple[str, Any]]:
+    """``{name in the grid: (store key, source for the notebook)}`` of an analysis's models.
+
+    A model is a catalog key, a folder or ``.yaml`` spec (relative to the grid's base), a hub
+    id, or an inline mapping (``source:`` plus overrides); each is resolved here, so a model
+    that cannot be used stops the grid before any job starts.
+    """
+    from robustir.model_sources import ModelSourceError, resolve_model
+    from robustir.models import UnknownModelError
+
+    items = _expect(entry.get("models"), list, where, "'models'")
+    if not items:
+        raise GridError(f"{where}: 'models' must be a non-empty list of models")
+    planned: dict[str, tuple[str, Any]] = {}
+    for index, item in enumerate(items):
+        here = f"{where}: models[{index}]"
+        if isinstance(item, str) and item:
+            source: Any = str((base / item).resolve()) if (base / item).exists() else item
+        elif isinstance(item, dict):
+            source = {k: (str((base / v).resolve()) if k in ("source", "model", "path")
+                          and isinstance(v, str) and (base / v).exists() else v)
+                      for k, v in item.items()}
+        else:
+            raise GridError(f"{here}: a model is a catalog key, a folder, a .yaml spec, a hub id "
+                            f"or a mapping, got {item!r}")
+        try:
+            spec = resolve_model(source, where=here)
+        except (ModelSourceError, UnknownModelError) as error:
+            raise GridError(str(error)) from None
+        name = item if isinstance(item, str) else spec.key
+        planned[name] = (spec.key, source)
+    return planned
+
+
 def _check_keys(entry: Mapping[str, Any], allowed: set[str], where: str) -> None:
     unknown = sorted(set(entry) - allowed)
     if unknown:
@@ -234,7 +280,7 @@ def _plan_analysis(entry: Any, where: str, base: Path, default_store_parameter: 
     notebook = base / entry["notebook"]
     if not notebook.is_file():
         raise GridError(f"{where}: notebook {entry['notebook']!r} not found (looked in {notebook})")
-    models = _string_list(entry, "models", where)
+    models = _plan_models(entry, where, base)
     datasets = _string_list(entry, "datasets", where)
     variants = _expect(entry.get("variants", {"clean": {}}), dict, where, "'variants'")
     if not variants:
@@ -251,14 +297,14 @@ def _plan_analysis(entry: Any, where: str, base: Path, default_store_parameter: 
     unknown_models = sorted(set(model_parameters) - set(models))
     if unknown_models:
         raise GridError(f"{where}: model_parameters names {unknown_models}, "
-                        f"which are not in models {models}")
+                        f"which are not in models {list(models)}")
     store_parameter = entry.get("store_parameter", default_store_parameter)
     sha = _file_sha(notebook)
     jobs = []
-    for model, dataset, (variant, extra), seed in itertools.product(
-            models, datasets, variants.items(), seeds):
-        job_parameters = {**parameters, **(model_parameters.get(model) or {}),
-                          **(extra or {}), "model": model, "dataset": dataset}
+    for (name, (model, source)), dataset, (variant, extra), seed in itertools.product(
+            models.items(), datasets, variants.items(), seeds):
+        job_parameters = {**parameters, **(model_parameters.get(name) or {}),
+                          **(extra or {}), "model": source, "dataset": dataset}
         if seed is not None:
             job_parameters["seed"] = seed
         if store_parameter in job_parameters:
@@ -443,17 +489,25 @@ def _share_cores(workers: int) -> None:
         os.environ.setdefault(name, threads)
 
 
-def corpus_key(job: Job) -> tuple | None:
-    """The corpus embeddings a job reads: (the model's forward pass, dataset, max length).
+def corpus_key(job: Job) -> str | None:
+    """The corpus embeddings a job reads: the model's forward pass and the dataset.
 
-    Jobs with equal keys share one corpus encoding through the embedding cache (catalog
-    siblings included, :attr:`robustir.models.ModelSpec.forward_pass`); ``None`` for systems
-    without a costly encoding (BM25, static vectors) and for models outside the catalog.
+    The forward pass is :func:`robustir.encode.forward_identity`, the same definition the
+    embedding cache keys on, so jobs with equal keys share one corpus encoding through the
+    cache (catalog siblings included); ``None`` for systems without a costly encoding (BM25,
+    static vectors).
     """
-    spec = MODELS.get(job.model)
-    if spec is None or spec.forward_pass is None:
+    from robustir.cache import fingerprint
+    from robustir.encode import forward_identity
+    from robustir.model_sources import resolve_model
+
+    spec = resolve_model(job.model_source)
+    if spec.backend != "transformers":
         return None
-    return spec.forward_pass, job.dataset, job.parameters.get("max_length") or spec.max_length
+    identity = forward_identity(spec, max_length=job.parameters.get("max_length"),
+                                dtype=job.parameters.get("dtype"),
+                                device=job.parameters.get("device"))
+    return fingerprint([identity, job.dataset])
 
 
 def leaders_first(jobs: Iterable[Job]) -> tuple[list[Job], dict[str, list[Job]]]:

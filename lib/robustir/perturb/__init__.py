@@ -9,6 +9,7 @@ naturalizing (stop-word removal), seeded, one variant per query, saved with prov
 from robustir.perturb.family import Family, FamilyUnavailable, QueryGenerator
 from robustir.perturb.stopwords import ENGLISH_STOPWORDS
 from robustir.perturb.variation import (
+    FAMILIES,
     FAMILY_NAMES,
     RNG_SCOPES,
     STUDY_SEEDS,
@@ -20,13 +21,14 @@ from robustir.perturb.variation import (
     generate_variations,
     provenance_path,
     query_rng,
+    register_family,
     resolve_family,
 )
 from robustir.perturb.words import query_words
 
 __all__ = [
-    "ENGLISH_STOPWORDS", "FAMILY_NAMES", "RNG_SCOPES", "STUDY_SEEDS", "Family", "FamilyStatus",
+    "ENGLISH_STOPWORDS", "FAMILIES", "FAMILY_NAMES", "RNG_SCOPES", "STUDY_SEEDS", "Family", "FamilyStatus",
     "FamilyUnavailable", "QueryGenerator", "QueryVariation", "VariationSet", "build_family",
     "family_status", "generate_variations", "provenance_path", "query_rng", "query_words",
-    "resolve_family",
+    "register_family", "resolve_family",
 ]

@@ -29,11 +29,11 @@ from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, Sequence
 
 from robustir.cache import atomic_write_text
 from robustir.perturb.augment import PCT_WORDS_TO_SWAP, GeneratorFailure
-from robustir.perturb.family import Family, FamilyUnavailable
+from robustir.perturb.family import Family, FamilyUnavailable, QueryGenerator
 from robustir.perturb.naturalize import naturalizing_generators
 from robustir.perturb.reorder import reordering_generators
 from robustir.perturb.stopwords import STOPWORDS_SOURCE
@@ -44,24 +44,109 @@ log = logging.getLogger(__name__)
 #: The study's five seeds (protocol §4.1).
 STUDY_SEEDS: tuple[int, ...] = (1999, 5, 27, 2016, 2026)
 
-#: The study's code keys (original spelling) and the paper's display names, in figure order.
-FAMILY_NAMES: dict[str, str] = {
-    "mispelling": "Misspelling",
-    "ordering": "Reordering",
-    "synonym": "Synonymizing",
-    "paraphrase": "Paraphrasing",
-    "naturality": "Naturalizing",
-}
-
 RNG_SCOPES = ("stream", "query")
 
-_ALIASES = {
-    **{key: key for key in FAMILY_NAMES},
-    **{name.lower(): key for key, name in FAMILY_NAMES.items()},
-    "misspelling": "mispelling",
-    "reordering": "ordering",
-    "naturalizing": "naturality",
-}
+
+@dataclass(frozen=True)
+class FamilyDefinition:
+    """How to build one query-variation family; see :func:`register_family`.
+
+    Attributes:
+        key: Code key (the study's spelling for its families).
+        display_name: Name in figures and tables.
+        build: ``build(encoder=…, device=…) -> (generators, parameters)``; raises
+            :class:`FamilyUnavailable` when its resources are missing.
+        aliases: Other names accepted for the family (case-insensitive).
+    """
+
+    key: str
+    display_name: str
+    build: Callable[..., tuple[Sequence[QueryGenerator], dict[str, Any]]]
+    aliases: tuple[str, ...] = ()
+
+
+#: The registered families by code key, in figure order (registration order).
+FAMILIES: dict[str, FamilyDefinition] = {}
+#: ``{key: display name}`` of the registered families, in figure order.
+FAMILY_NAMES: dict[str, str] = {}
+_ALIASES: dict[str, str] = {}
+
+
+def register_family(key: str, display_name: str, *, aliases: Sequence[str] = ()):
+    """Decorator: register ``build`` as the builder of query-variation family ``key``.
+
+    The builder takes keyword options (``encoder``, the system's
+    :class:`~robustir.encode.Encoder` or ``None``; ``device``) and ignores those it does not
+    need; it returns the family's generators (:class:`QueryGenerator`, one candidate each per
+    query) and the parameters recorded as provenance. Every experiment, the CLI (``robustir
+    vary --family key``) and grids then accept the family.
+
+    Raises:
+        ValueError: ``key`` or an alias is registered already for another family.
+    """
+    def decorate(build):
+        names = {key.lower(), display_name.lower(), *(a.lower() for a in aliases)}
+        taken = {n: _ALIASES[n] for n in names if _ALIASES.get(n, key) != key}
+        if taken:
+            raise ValueError(f"query-variation family name(s) {sorted(taken)} are taken by "
+                             f"{sorted(set(taken.values()))}")
+        FAMILIES[key] = FamilyDefinition(key, display_name, build, tuple(aliases))
+        FAMILY_NAMES[key] = display_name
+        _ALIASES.update({name: key for name in names})
+        return build
+
+    return decorate
+
+
+@register_family("mispelling", "Misspelling", aliases=("misspelling",))
+def _misspelling(**options):
+    return misspelling_generators(), {"pct_words_to_swap": PCT_WORDS_TO_SWAP, "min_word_length": 3,
+                                      "stopword_check": "case-sensitive"}
+
+
+@register_family("ordering", "Reordering", aliases=("reordering",))
+def _reordering(**options):
+    return reordering_generators(), {"pct_words_to_swap": PCT_WORDS_TO_SWAP}
+
+
+@register_family("synonym", "Synonymizing", aliases=("synonymizing",))
+def _synonymizing(*, encoder=None, device: str = "cpu", **options):
+    from robustir.perturb import synonyms
+
+    if encoder is None:
+        from robustir.encode import Encoder
+        from robustir.models import get_model_spec
+
+        encoder = Encoder(get_model_spec("minilm"), device=device, progress=False)
+    embedding = synonyms.WordEmbedding.from_encoder(encoder)
+    generators = synonyms.synonym_generators(lambda texts: encoder.encode_texts(list(texts)), embedding)
+    return generators, {
+        "pct_words_to_swap": PCT_WORDS_TO_SWAP,
+        "sentence_encoder": f"{encoder.spec.hf_id} (deviation: the study uses the Universal Sentence Encoder)",
+        "sentence_similarity_threshold": synonyms.SENTENCE_SIMILARITY_THRESHOLD,
+        "sentence_window_size": synonyms.SENTENCE_WINDOW_SIZE,
+        "word_embedding": f"{embedding.source} (deviation: the study uses counter-fitted GloVe)",
+        "embedding_max_candidates": synonyms.EMBEDDING_MAX_CANDIDATES,
+        "embedding_min_cos_sim": synonyms.EMBEDDING_MIN_COS_SIM,
+        "wordnet": "3.0",
+    }
+
+
+@register_family("paraphrase", "Paraphrasing", aliases=("paraphrasing",))
+def _paraphrasing(*, device: str = "cpu", **options):
+    from robustir.perturb import paraphrase
+
+    return paraphrase.paraphrasing_generators(device=device), {
+        "back_translation_model": paraphrase.BACK_TRANSLATION_MODEL,
+        "paraphrase_model": paraphrase.PARAPHRASE_MODEL,
+        "num_beams": paraphrase.PARAPHRASE_NUM_BEAMS,
+        "max_length": paraphrase.PARAPHRASE_MAX_LENGTH,
+    }
+
+
+@register_family("naturality", "Naturalizing", aliases=("naturalizing",))
+def _naturalizing(**options):
+    return naturalizing_generators(), {}
 
 
 def resolve_family(name: str) -> str:
@@ -91,47 +176,10 @@ def build_family(name: str, *, encoder=None, device: str = "cpu") -> Family:
         FamilyUnavailable: The family's resources are missing (paraphrase models offline,
             WordNet not installed).
     """
-    key = resolve_family(name)
-    parameters: dict[str, Any] = {}
-    if key == "mispelling":
-        generators = misspelling_generators()
-        parameters = {"pct_words_to_swap": PCT_WORDS_TO_SWAP, "min_word_length": 3,
-                      "stopword_check": "case-sensitive"}
-    elif key == "ordering":
-        generators = reordering_generators()
-        parameters = {"pct_words_to_swap": PCT_WORDS_TO_SWAP}
-    elif key == "synonym":
-        from robustir.perturb import synonyms
-
-        if encoder is None:
-            from robustir.encode import Encoder
-            from robustir.models import get_model_spec
-
-            encoder = Encoder(get_model_spec("minilm"), device=device, progress=False)
-        embedding = synonyms.WordEmbedding.from_encoder(encoder)
-        generators = synonyms.synonym_generators(lambda texts: encoder.encode_texts(list(texts)), embedding)
-        parameters = {
-            "pct_words_to_swap": PCT_WORDS_TO_SWAP,
-            "sentence_encoder": f"{encoder.spec.hf_id} (deviation: the study uses the Universal Sentence Encoder)",
-            "sentence_similarity_threshold": synonyms.SENTENCE_SIMILARITY_THRESHOLD,
-            "sentence_window_size": synonyms.SENTENCE_WINDOW_SIZE,
-            "word_embedding": f"{embedding.source} (deviation: the study uses counter-fitted GloVe)",
-            "embedding_max_candidates": synonyms.EMBEDDING_MAX_CANDIDATES,
-            "embedding_min_cos_sim": synonyms.EMBEDDING_MIN_COS_SIM,
-            "wordnet": "3.0",
-        }
-    elif key == "paraphrase":
-        from robustir.perturb import paraphrase
-
-        generators = paraphrase.paraphrasing_generators(device=device)
-        parameters = {"back_translation_model": paraphrase.BACK_TRANSLATION_MODEL,
-                      "paraphrase_model": paraphrase.PARAPHRASE_MODEL,
-                      "num_beams": paraphrase.PARAPHRASE_NUM_BEAMS,
-                      "max_length": paraphrase.PARAPHRASE_MAX_LENGTH}
-    else:
-        generators = naturalizing_generators()
-    parameters["stopwords"] = STOPWORDS_SOURCE
-    return Family(key, FAMILY_NAMES[key], tuple(generators), parameters)
+    definition = FAMILIES[resolve_family(name)]
+    generators, parameters = definition.build(encoder=encoder, device=device)
+    parameters = {**parameters, "stopwords": STOPWORDS_SOURCE}
+    return Family(definition.key, definition.display_name, tuple(generators), parameters)
 
 
 @dataclass(frozen=True)
@@ -377,7 +425,9 @@ def generate_variations(
 
 
 __all__ = [
+    "FAMILIES",
     "FAMILY_NAMES",
+    "FamilyDefinition",
     "RNG_SCOPES",
     "STUDY_SEEDS",
     "FamilyStatus",
@@ -388,5 +438,6 @@ __all__ = [
     "generate_variations",
     "provenance_path",
     "query_rng",
+    "register_family",
     "resolve_family",
 ]

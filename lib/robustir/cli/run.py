@@ -6,7 +6,6 @@ Used in the book: the preface (the two commands) and "Reproducing at paper scale
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 
 from robustir.data import DatasetUnavailableError
@@ -77,16 +76,3 @@ def book_command(args: argparse.Namespace) -> int:
         return 1
     print(f"book built: {html / 'index.html'}")
     return 0
-
-
-def main(argv: list[str] | None = None) -> int:
-    """``python -m robustir.cli_run run|book ...``: these two subcommands without the full CLI."""
-    parser = argparse.ArgumentParser(prog="robustir")
-    register(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    return args.handler(args)
-
-
-if __name__ == "__main__":
-    sys.exit(main())

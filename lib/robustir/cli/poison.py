@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from robustir.cli._models import add_model_arguments, model_overrides, positive_int
 from robustir.metrics.poisoning import TIE_RULES
 
 
@@ -19,19 +20,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="Attack one system with supervised HotFlip on the attacker split, append "
                     "the passages to the clean test corpus, and write ASR@k and nDCG@10 to the "
                     "results store (experiment corpus_poisoning). A killed run resumes.")
-    p.add_argument("--model", required=True, help="catalog key (see `robustir models`)")
+    add_model_arguments(p)
     p.add_argument("--dataset", required=True, help="dataset key under the data root")
-    p.add_argument("--n-passages", type=int, required=True, help="N: clusters = passages")
-    p.add_argument("--iterations", type=int, required=True, help="per cluster (the study: 5000)")
+    p.add_argument("--n-passages", type=positive_int, required=True, help="N: clusters = passages")
+    p.add_argument("--iterations", type=positive_int, required=True, help="per cluster (the study: 5000)")
     p.add_argument("--seed", type=int, required=True, help="the study: 1999, 5, 27, 2016, 2026")
-    p.add_argument("--candidates", type=int, default=100, help="tokens scored per iteration")
-    p.add_argument("--passage-length", type=int, default=50, help="tokens per passage")
-    p.add_argument("--batch-size", type=int, default=64, help="queries per centroid")
+    p.add_argument("--candidates", type=positive_int, default=100, help="tokens scored per iteration")
+    p.add_argument("--passage-length", type=positive_int, default=50, help="tokens per passage")
+    p.add_argument("--batch-size", type=positive_int, default=64, help="queries per centroid")
     p.add_argument("--attacker-split", default="train")
     p.add_argument("--split", default="test", help="evaluation split")
     p.add_argument("--tie-rule", choices=TIE_RULES, default="adversarial_loses")
-    p.add_argument("--top-k", type=int, default=1000)
-    p.add_argument("--checkpoint-every", type=int, default=25, help="iterations between saves")
+    p.add_argument("--top-k", type=positive_int, default=1000)
+    p.add_argument("--checkpoint-every", type=positive_int, default=25, help="iterations between saves")
     p.add_argument("--no-baselines", action="store_true",
                    help="skip the gold-passage and query-text baselines")
     p.add_argument("--bf16", action="store_true",
@@ -46,8 +47,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def poison_command(args: argparse.Namespace) -> int:
     """Handler of ``robustir poison``; prints ASR@k per variant and returns the exit status."""
-    from robustir.attack import HotFlipConfig, run_corpus_poisoning
+    from robustir.attack import HotFlipConfig
     from robustir.cache import EmbeddingCache
+    from robustir.experiments.corpus_poisoning import run_corpus_poisoning
+    from robustir.model_sources import resolve_model
 
     try:
         config = HotFlipConfig(
@@ -58,14 +61,15 @@ def poison_command(args: argparse.Namespace) -> int:
     except ValueError as error:
         print(f"robustir poison: error: {error}", file=sys.stderr)
         return 2
+    spec = resolve_model(args.model, where="--model", **model_overrides(args))
     evaluations = run_corpus_poisoning(
-        args.model, args.dataset, config, attacker_split=args.attacker_split, split=args.split,
+        spec, args.dataset, config, max_length=args.max_length, dtype=args.dtype, attacker_split=args.attacker_split, split=args.split,
         data_root=args.data_root, output=args.output, cache=EmbeddingCache(args.cache_dir),
         device=args.device, attack_dtype="bfloat16" if args.bf16 else None,
         tie_rule=args.tie_rule, top_k=args.top_k, baselines=not args.no_baselines,
         progress=not args.quiet,
     )
-    print(f"{args.model} on {args.dataset}/{args.split}, N={args.n_passages}, seed {args.seed} "
+    print(f"{spec.key} on {args.dataset}/{args.split}, N={args.n_passages}, seed {args.seed} "
           f"(tie rule {args.tie_rule}); results in {args.output}/corpus_poisoning")
     for variant, evaluation in evaluations.items():
         metrics = evaluation.summary["metrics"]

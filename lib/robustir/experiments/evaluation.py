@@ -1,36 +1,38 @@
-"""One clean (or perturbed-query) evaluation: data → encode (+cache) → retrieve → metrics.
+"""Clean effectiveness: one system on one split, data → retriever → metrics → results store.
 
-:func:`evaluate` runs a catalog system on one split of a BEIR dataset and returns the run, the
-per-query measures, their means and every parameter that produced them; :meth:`Evaluation.write`
-puts that into the results store. Perturbed queries (``queries=``) are re-encoded while the
-corpus embeddings come from the cache, as in the study (protocol §4.4).
+:func:`evaluate` runs any retriever (a catalog key, a model folder, a spec file or mapping, or a
+user object; :func:`robustir.retrievers.make_retriever`) on one split of a BEIR dataset and
+returns the run, the per-query measures, their means and every parameter that produced them;
+:meth:`Evaluation.write` puts that into the results store under :data:`EXPERIMENT`. Perturbed
+queries (``queries=``) are re-encoded while the corpus embeddings come from the cache, as in the
+study (protocol §4.4). :func:`summarise` reads the stored means back for the aggregate notebooks.
 
-Used in the book chapters "Evaluation: nDCG and trec_eval conventions" and by the run notebooks
-``evaluate``, ``query_variations`` and ``corpus_poisoning``.
+Used in the book chapters "Evaluation: nDCG and trec_eval conventions" and "Clean
+effectiveness", and by the query-variation and corpus-poisoning experiments.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Mapping
+from typing import Any, Mapping
 
 import pandas as pd
 
 from robustir import retrieve
-from robustir.cache import EmbeddingCache
 from robustir.data import Dataset, load_dataset, load_queries
-from robustir.encode import Encoder
 from robustir.metrics import MEASURES, mean_metrics, per_query_metrics
-from robustir.models import ModelSpec, get_model_spec
 from robustir.provenance import file_sha256, library_versions
 from robustir.results import ResultStore, per_query_long
+from robustir.retrievers import Retriever, make_retriever
 
-__all__ = ["Evaluation", "evaluate", "resolve_queries"]
+__all__ = ["EXPERIMENT", "Evaluation", "evaluate", "resolve_queries", "summarise"]
+
+#: The results-store experiment of clean evaluations.
+EXPERIMENT = "evaluate"
 
 log = logging.getLogger(__name__)
 
@@ -45,20 +47,20 @@ class Evaluation:
         summary: ``{"metrics": {measure: mean}, "n_queries": …, "elapsed_s": …, "cache": …}``.
         params: Every parameter of the run (model spec, dataset checksum, prompts, filters,
             library versions); its hash decides whether a stored result is still valid.
-        encoder: The encoder used (``None`` for BM25), to reuse its loaded model.
+        retriever: The retriever used, to reuse its loaded model and corpus.
     """
 
     run: dict
     per_query: pd.DataFrame
     summary: dict
     params: dict
-    encoder: Encoder | None = field(default=None, repr=False)
+    retriever: Retriever | None = field(default=None, repr=False)
 
     def write(
         self,
         store: ResultStore | str | os.PathLike,
         *,
-        experiment: str = "evaluate",
+        experiment: str = EXPERIMENT,
         variant: str | None = None,
         seed: int | None = None,
     ) -> Path:
@@ -109,7 +111,7 @@ def resolve_queries(
 
 
 def evaluate(
-    model: str | ModelSpec,
+    model: Any,
     dataset: str | Dataset,
     *,
     split: str = "test",
@@ -118,19 +120,21 @@ def evaluate(
     top_k: int = 1000,
     batch_size: int = 32,
     max_length: int | None = None,
+    dtype: str | None = None,
     device: str | None = None,
     data_root: str | os.PathLike | None = None,
-    cache: EmbeddingCache | None = None,
+    cache=None,
     measures=MEASURES,
     remove_self_matches: bool | None = None,
     excluded_ids: Mapping[str, list[str]] | None = None,
-    encoder: Encoder | None = None,
     progress: bool = True,
 ) -> Evaluation:
     """Evaluate one system on one split (protocol §2.3–§2.5).
 
     Args:
-        model: Catalog key or spec.
+        model: A catalog key, model folder, spec file or mapping, a user object, or a
+            :class:`~robustir.retrievers.Retriever` to reuse (its settings then win over
+            ``batch_size``, ``max_length``, ``dtype``, ``device`` and ``cache``).
         dataset: Dataset key (under the data root), folder, or a loaded :class:`Dataset`.
         split: Qrels split.
         queries: Replacement queries (variants), see :func:`resolve_queries`.
@@ -138,6 +142,7 @@ def evaluate(
         top_k: Hits kept per query (the study: 1000).
         batch_size: Texts per forward pass.
         max_length: Token limit (default: the spec's).
+        dtype: Weights dtype (default: the spec's on CUDA, float32 on a CPU).
         device: Torch device (default: CUDA when available).
         data_root: Data root for dataset keys.
         cache: Embedding cache (``None``: no caching).
@@ -146,39 +151,21 @@ def evaluate(
             ArguAna, as the study (protocol §2.3.5).
         excluded_ids: ``{qid: [doc_id, …]}`` removed after retrieval (BRIGHT, §2.3.6);
             default: the dataset's own, from its queries' metadata (``{}`` to keep every hit).
-        encoder: Reuse an :class:`Encoder` (its settings then win over the arguments above).
         progress: Show progress bars.
     """
     started = time.perf_counter()
-    spec = model if isinstance(model, ModelSpec) else get_model_spec(model)
+    retriever = make_retriever(model, device=device, batch_size=batch_size,
+                               max_length=max_length, dtype=dtype, cache=cache, progress=progress)
+    spec = retriever.spec
     if not isinstance(dataset, Dataset):
         dataset = load_dataset(dataset, split, data_root)
     query_texts, query_record = resolve_queries(queries, dataset)
     if remove_self_matches is None:
         remove_self_matches = dataset.name == "arguana"
 
-    if spec.is_dense:
-        encoder = encoder or Encoder(
-            spec, device=device, batch_size=batch_size, max_length=max_length, cache=cache,
-            progress=progress,
-        )
-        before = dataclasses.replace(encoder.stats)
-        corpus = encoder.encode_corpus(dataset.corpus, dataset.name)
-        query_vectors = encoder.encode_queries(query_texts, dataset.name)
-        run = retrieve.dense_search(query_vectors, corpus, top_k=top_k, score=spec.score)
-        encoding = {
-            "device": str(encoder.device), "dtype": encoder.dtype,
-            "batch_size": encoder.batch_size, "max_length": encoder.max_length,
-            "query_prompt": spec.query_prompt(dataset.name),
-            "document_prompt": spec.document_prompt(dataset.name),
-        }
-    else:
-        encoder = None
-        retriever = retrieve.BM25Retriever(
-            dataset.corpus, k1=spec.bm25_k1, b=spec.bm25_b, progress=progress
-        )
-        run = retriever.search(query_texts, top_k=top_k)
-        encoding = {"bm25_k1": spec.bm25_k1, "bm25_b": spec.bm25_b, "stemmer": "english"}
+    before = retriever.counters()
+    run = retriever.search(dataset, query_texts, top_k=top_k)
+    after = retriever.counters()
     if remove_self_matches:
         run = retrieve.remove_self_matches(run)
     if excluded_ids is None:
@@ -195,7 +182,7 @@ def evaluate(
         "variant": variant,
         "queries": query_record,
         "top_k": top_k,
-        "encoding": encoding,
+        "encoding": retriever.record(dataset),
         "remove_self_matches": remove_self_matches,
         "excluded_ids": bool(excluded_ids),
         "measures": list(measures),
@@ -205,15 +192,27 @@ def evaluate(
         "metrics": mean_metrics(per_query),
         "n_queries": int(len(per_query)),
         "elapsed_s": round(time.perf_counter() - started, 3),
-        "cache": (
-            {
-                "hits": encoder.stats.cache_hits - before.cache_hits,
-                "misses": encoder.stats.cache_misses - before.cache_misses,
-                "texts_encoded": encoder.stats.texts_encoded - before.texts_encoded,
-            }
-            if encoder
-            else None
-        ),
+        "cache": {name: after[name] - before[name] for name in after} if after else None,
     }
     log.info("%s on %s/%s: %s", spec.key, dataset.name, dataset.split, summary["metrics"])
-    return Evaluation(run, per_query, summary, params, encoder)
+    return Evaluation(run, per_query, summary, params, retriever)
+
+
+def summarise(store: ResultStore | str | os.PathLike, *, variant: str = "clean") -> pd.DataFrame:
+    """Mean measures of every stored clean evaluation, one row per (model, dataset, split).
+
+    Args:
+        store: The results store (or its root).
+        variant: The query set (``clean`` by default).
+
+    Returns:
+        Columns ``model, dataset, variant, seed``, ``n_queries`` and one column per measure
+        (means in [0, 1]); empty when nothing is stored.
+
+    Used in the book chapter "Clean effectiveness".
+    """
+    store = store if isinstance(store, ResultStore) else ResultStore(store)
+    table = store.read_summaries(EXPERIMENT)
+    if table.empty:
+        return table
+    return table[table["variant"] == variant].reset_index(drop=True)

@@ -1,9 +1,9 @@
-"""One query-variation run: clean vs perturbed evaluation of a system (protocol §4.4).
+"""Query variations: clean vs perturbed evaluation of a system (protocol §4.4).
 
 :func:`evaluate_variation` evaluates a system on a split's clean queries and on one family's
-variants for one seed. Both runs share the encoder and its cache, so the corpus is encoded
-once (or read from the cache) and only the perturbed queries are encoded again, as in the
-study. It returns the two evaluations, the variant set, the per-query rank stability and a
+variants for one seed. Both runs share the retriever and its embedding cache, so the corpus is
+encoded once (or read from the cache) and only the perturbed queries are encoded again, as in
+the study. It returns the two evaluations, the variant set, the per-query rank stability and a
 summary with the drop rate of the seed, the unchanged fraction (protocol §8.1 row 13), the
 shares of queries that drop/stay/rise, a query-bootstrap interval and the paired tests
 (improvements, §8.2). :func:`write_variation_run` stores it under experiment
@@ -14,8 +14,10 @@ apart from the study's runs).
 Variant files are shared by all systems (one per dataset, split, family, seed and RNG scope)
 under ``variants_dir``: the first run writes it, later runs with other systems read it.
 
-Used by the notebook ``query_variations`` and the benchmark ``variation_sweep``; chapter
-"Query variations".
+:func:`summarise` (the seed aggregation) reads them back for the aggregate notebook.
+
+Used by the notebooks ``query_variations`` and ``query_variations_summary`` and the benchmark
+``variation_sweep``; chapter "Query variations".
 """
 
 from __future__ import annotations
@@ -29,12 +31,12 @@ import numpy as np
 import pandas as pd
 
 from robustir.data import Dataset
-from robustir.encode import Encoder
-from robustir.evaluation import Evaluation, evaluate
-from robustir.metrics.stability import drop_rate, query_change_fractions, rank_stability
+from robustir.experiments.evaluation import Evaluation, evaluate
+from robustir.metrics.stability import drop_rate, drop_rates, query_change_fractions, rank_stability
 from robustir.perturb.family import Family
 from robustir.perturb.variation import VariationSet, build_family, generate_variations, resolve_family
 from robustir.results import ResultStore, per_query_long
+from robustir.retrievers import Retriever, TransformerRetriever
 from robustir.stats.resampling import bootstrap_drop_rates, paired_tests
 
 log = logging.getLogger(__name__)
@@ -81,18 +83,19 @@ def load_or_generate_variations(
     *,
     rng_scope: str = "stream",
     variants_dir: str | os.PathLike | None = None,
-    encoder: Encoder | None = None,
+    retriever: Retriever | None = None,
 ) -> VariationSet:
     """The variant set of a split, read from ``variants_dir`` when present, else generated (and saved).
 
     Args:
         data: The loaded split.
-        family: A built family or a family name (built here; the synonym family reuses
-            ``encoder`` when it is MiniLM).
+        family: A built family or a family name (built here; the synonym family reuses the
+            retriever's encoder when it is MiniLM's).
         seed: The seed.
         rng_scope: ``stream`` (the study's) or ``query``.
         variants_dir: Folder of shared variant files; ``None`` neither reads nor writes.
-        encoder: The evaluated system's encoder, reused by the synonym family if it is MiniLM.
+        retriever: The evaluated system, whose encoder the synonym family reuses if it is
+            MiniLM.
 
     Raises:
         ValueError: A stored file was made with other settings (the message names it).
@@ -112,7 +115,8 @@ def load_or_generate_variations(
         log.info("variants read from %s", path)
         return stored
     if not isinstance(family, Family):
-        shared = encoder if encoder is not None and encoder.spec.key == SYNONYM_RESOURCE_MODEL else None
+        shared = (retriever.encoder if isinstance(retriever, TransformerRetriever)
+                  and retriever.spec.key == SYNONYM_RESOURCE_MODEL else None)
         family = build_family(key, encoder=shared)
     variations = generate_variations(data.queries, family, seed, dataset=data.name, split=data.split,
                                      rng_scope=rng_scope)
@@ -143,12 +147,11 @@ class VariationRun:
 
 
 def evaluate_variation(
-    model: str,
+    retriever: Retriever,
     data: Dataset,
     family: Family | str,
     seed: int,
     *,
-    encoder: Encoder,
     clean: Evaluation | None = None,
     rng_scope: str = "stream",
     variants_dir: str | os.PathLike | None = None,
@@ -158,11 +161,11 @@ def evaluate_variation(
     """Evaluate one system on clean and perturbed queries of one split (chapter "Query variations").
 
     Args:
-        model: Catalog key of the system.
+        retriever: The system (:func:`robustir.retrievers.make_retriever`), with the embedding
+            cache that holds the corpus.
         data: The loaded split.
         family: Family (built) or name.
         seed: The seed of the variant set; also seeds the bootstrap and the sign flips.
-        encoder: The system's encoder, with the embedding cache that holds the corpus.
         clean: A clean evaluation to reuse (same system and split); computed when ``None``.
         rng_scope: ``stream`` (the study's) or ``query``.
         variants_dir: Shared variant files (see :func:`load_or_generate_variations`).
@@ -170,11 +173,11 @@ def evaluate_variation(
         n_resamples: Bootstrap resamples and sign flips (×10) of the paired test.
     """
     if clean is None:
-        clean = evaluate(model, data, encoder=encoder, top_k=top_k, variant=CLEAN_VARIANT, progress=False)
+        clean = evaluate(retriever, data, top_k=top_k, variant=CLEAN_VARIANT, progress=False)
     variations = load_or_generate_variations(data, family, seed, rng_scope=rng_scope,
-                                             variants_dir=variants_dir, encoder=encoder)
+                                             variants_dir=variants_dir, retriever=retriever)
     key = variations.provenance["family"]
-    perturbed = evaluate(model, data, queries=variations.queries, encoder=encoder, top_k=top_k,
+    perturbed = evaluate(retriever, data, queries=variations.queries, top_k=top_k,
                          variant=variation_variant(key, rng_scope), progress=False)
     stability = rank_stability(clean.run, perturbed.run)
     clean_scores = clean.per_query[DROP_RATE_MEASURE]
@@ -200,7 +203,7 @@ def evaluate_variation(
         "wilcoxon_p": float(tests.loc[(seed, "wilcoxon"), "p_value"]),
         **{name: float(value) for name, value in stability.mean(skipna=True).items()},
     }
-    log.info("%s on %s, %s seed %d: drop rate %.4f (unchanged %.3f)", model, data.name, key, seed,
+    log.info("%s on %s, %s seed %d: drop rate %.4f (unchanged %.3f)", retriever.spec.key, data.name, key, seed,
              summary["drop_rate"], summary["unchanged_fraction"])
     return VariationRun(clean, perturbed, variations, stability, summary)
 
@@ -243,7 +246,7 @@ def write_variation_run(run: VariationRun, store: ResultStore | str | os.PathLik
     return clean_entry, store.write_entry(entry, params, per_query_long(wide), summary)
 
 
-def aggregate_query_variations(
+def summarise(
     store: ResultStore | str | os.PathLike,
     *,
     n_resamples: int = 1000,
@@ -273,8 +276,6 @@ def aggregate_query_variations(
 
     Used by the notebook ``query_variations_summary``; chapter "Query variations".
     """
-    from robustir.metrics.stability import drop_rates
-
     if not isinstance(store, ResultStore):
         store = ResultStore(store)
     rng = rng if rng is not None else np.random.default_rng(0)
