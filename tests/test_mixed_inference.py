@@ -425,3 +425,19 @@ def test_study_shaped_subsample_anova_matches_lmertest(lmertest_reference, facto
     if factor != "query_type":
         exact = 27 - len(fit.design.levels[factor])
         assert anova.loc[factor, "den_df"] == pytest.approx(exact, rel=1e-9)
+
+
+@pytest.mark.r
+def test_query_level_tables_reproduce_lmertest_on_the_subsample(lmertest_reference):
+    """The Tables 1-2 function, with task and corpus type from the registry, gives R's ANOVA."""
+    if not BENCH_TABLE.exists():
+        pytest.skip(f"benchmark table {BENCH_TABLE} not found")
+    from robustir.stats.generalizability import query_level_tables
+
+    _, reference = lmertest_reference
+    tables = query_level_tables(study_subsample().drop(columns=["task_type", "corpus_type"]))
+    for factor in ("query_type", "task_type", "corpus_type"):
+        anova = tables.analyses[factor].anova.set_index("term")
+        for quantity, column in (("den_df", "den_df"), ("F", "F_value"), ("p", "p_value")):
+            _assert_matches(anova[column], _reference(reference, f"subsample_{factor}", f"anova_{quantity}"),
+                            f"anova_{quantity}", p_rtol=1e-5)
