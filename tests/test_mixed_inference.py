@@ -406,6 +406,18 @@ def test_single_term_anova_uses_lmertests_type1_contrasts(lmertest_reference):
 
 
 @pytest.mark.r
+def test_singular_fit_matches_lmertest(lmertest_reference):
+    """A variance on its bound: lmerTest's Hessian in (theta, sigma) still has the bound
+    parameter's curvature (its criterion is even in theta), which the exact derivatives give."""
+    _, reference = lmertest_reference
+    flat = study_table()
+    flat["ndcg_10"] = flat.ndcg_10 - flat.groupby("dataset_name").ndcg_10.transform("mean") + flat.ndcg_10.mean()
+    fit = fit_mixed(flat, "ndcg_10 ~ Model + (1 | dataset_name/query_id)", reference={"Model": "contriever"})
+    assert fit.singular and _reference(reference, "singular", "is_singular").iloc[0] == 1
+    _check_fit(fit, reference, "singular")
+
+
+@pytest.mark.r
 @pytest.mark.parametrize(
     ("factor", "level"),
     [("query_type", "FACTOID"), ("task_type", "Question Answering"), ("corpus_type", "Wikipedia")],

@@ -15,11 +15,8 @@ tight <- lmerControl(optimizer = "bobyqa", optCtrl = list(rhoend = 1e-12, maxfun
                      check.conv.grad = "ignore", check.conv.singular = "ignore",
                      check.conv.hess = "ignore")
 
-rows <- list()
-add <- function(case, quantity, name, value) {
-  rows[[length(rows) + 1]] <<- data.frame(case = case, quantity = quantity, name = name,
-                                          value = as.numeric(value))
-}
+source(file.path(dirname(sub("^--file=", "", grep("^--file=", commandArgs(FALSE), value = TRUE))),
+                 "reference_rows.R"))
 add_fit <- function(case, fit) {
   add(case, "fixef", names(fixef(fit)), fixef(fit))
   add(case, "loglik", "logLik", as.numeric(logLik(fit)))
@@ -121,6 +118,12 @@ add_joint("study", m)
 m <- lmer(ndcg_10 ~ Model + (1 | dataset_name/query_id), study, control = tight)
 add_fit("study_model_only", m)
 add_anova("study_model_only", m)
+# Equal dataset means: the dataset variance sits on its bound (a singular fit).
+flat <- study
+flat$ndcg_10 <- flat$ndcg_10 - ave(flat$ndcg_10, flat$dataset_name) + mean(flat$ndcg_10)
+m <- lmer(ndcg_10 ~ Model + (1 | dataset_name/query_id), flat, control = tight)
+add_fit("singular", m)
+add("singular", "is_singular", "isSingular", isSingular(m))
 
 if (length(args) >= 3) {
   sub <- read.csv(args[3], stringsAsFactors = FALSE)
@@ -134,4 +137,4 @@ if (length(args) >= 3) {
   }
 }
 
-write.csv(do.call(rbind, rows), file.path(out_dir, "satterthwaite.csv"), row.names = FALSE)
+write_rows(file.path(out_dir, "satterthwaite.csv"))
