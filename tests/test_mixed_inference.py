@@ -129,6 +129,23 @@ def test_type3_anova_of_the_block_design_is_the_classical_f_test(block_fit):
     assert row["sum_sq"] == pytest.approx(ms["ms_system"] * (ms["m"] - 1), rel=1e-8)
 
 
+def test_published_table_tukey_p_is_satterthwaites_not_z():
+    """Issue 13: on the study's 27 x 9 published table R (lmerTest + emmeans) gives Tukey
+    p = 0.0623 for contriever - reasonir at df = (27 - 1)(9 - 1) = 208; z inference gave 0.0571."""
+    published = Path(__file__).resolve().parents[2] / "shared/reference/li2026_per_dataset_ndcg10.csv"
+    if not published.exists():
+        pytest.skip(f"{published} not found")
+    wide = pd.read_csv(published)
+    scores = wide.melt(id_vars=["dataset", "n_queries"], var_name="Model", value_name="ndcg")
+    fit = fit_mixed(scores.assign(ndcg=scores.ndcg / 100), "ndcg ~ Model + (1 | dataset)",
+                    reference={"Model": "contriever"})
+    pairs = {ddf: fit.contrasts("Model", ddf=ddf).set_index("contrast").loc["contriever - reasonir"]
+             for ddf in ("satterthwaite", "asymptotic")}
+    assert pairs["satterthwaite"]["df"] == pytest.approx(208, rel=1e-9)
+    assert pairs["satterthwaite"]["p_value"] == pytest.approx(0.0623, abs=5e-5)
+    assert pairs["asymptotic"]["p_value"] == pytest.approx(0.0571, abs=5e-5)
+
+
 def test_f_test_of_one_row_is_the_squared_t_test():
     fit = fit_mixed(study_table(), STUDY_FORMULA, reference={"Model": "contriever"})
     row = np.zeros(len(fit.coefficients))
