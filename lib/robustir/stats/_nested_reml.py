@@ -17,20 +17,19 @@ columns ``a, b`` of ``[X y]``::
 with ``S_q`` the within-group sums, ``T_d = sum_{q in d} w_q S_q`` and ``s_d = sum_q n_q w_q``.
 Everything needed is the cross-product of ``[X y]`` and the per-group sums, so one evaluation of
 the profiled criterion costs O(groups x p) and the data are never held as a dense design. The
-criterion equals lme4's ``REML criterion at convergence`` (and ML deviance).
+criterion (``_profiled``) equals lme4's ``REML criterion at convergence`` (and ML deviance). The
+same sums give its exact first and second derivatives (:class:`NestedCriterion`), which the
+Satterthwaite degrees of freedom need.
 """
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass
 
 import numpy as np
-import scipy.linalg
-import scipy.optimize
 import scipy.sparse
 
-log = logging.getLogger(__name__)
+from robustir.stats._profiled import CriterionDerivatives
 
 
 @dataclass(frozen=True)
@@ -112,8 +111,10 @@ def sufficient_statistics(
     pairs, pair_of_inner = np.unique(
         outer_of_inner * n_sizes + size_index, return_inverse=True
     )
-    pair_sums = np.zeros((len(pairs), p + 1))
-    np.add.at(pair_sums, pair_of_inner, sums)
+    pair_of_inner = pair_of_inner.reshape(-1)
+    pair_sums = scipy.sparse.csr_matrix(
+        (np.ones(n_inner), (pair_of_inner, np.arange(n_inner))), shape=(len(pairs), n_inner)
+    ) @ sums
     n_outer = int(outer_of_inner.max()) + 1
     membership = scipy.sparse.csr_matrix(
         (np.ones(len(pairs)), (pairs // n_sizes, np.arange(len(pairs)))),
@@ -125,96 +126,99 @@ def sufficient_statistics(
     )
 
 
-@dataclass(frozen=True)
-class ProfiledSolution:
-    """Fixed effects and scale at given relative scales ``theta``."""
+class NestedCriterion:
+    """The profiled criterion of a nested random-intercept model, with exact derivatives.
 
-    deviance: float
-    coefficients: np.ndarray
-    sigma2: float
-    unscaled_covariance: np.ndarray | None
-
-
-def profiled_solution(
-    data: NestedInterceptData, theta: np.ndarray, reml: bool, with_covariance: bool = False
-) -> ProfiledSolution:
-    """Profile out ``beta`` and ``s2`` at ``theta = (t_inner[, t_outer])``; see the module doc.
-
-    ``with_covariance`` adds ``(X' H^-1 X)^-1`` (skipped inside the optimizer's loop).
+    Implements ``_profiled.ProfiledCriterion`` for ``theta = (t_inner[, t_outer])``. The
+    derivatives are taken in ``u = t_inner^2`` and ``v = t_outer^2``, in which ``H`` is linear,
+    and carried to ``theta`` by the chain rule; every term is a sum over sizes or outer groups
+    (see the module doc), so a derivative costs what one evaluation costs.
     """
-    p, n = data.n_fixed, data.n_obs
-    t2 = float(theta[0]) ** 2
-    c = t2 / (1.0 + data.size_values * t2)
-    quad = data.cross_product - np.tensordot(c, data.size_cross_products, axes=1)
-    log_det_h = float(data.size_counts @ np.log1p(data.size_values * t2))
-    if data.outer_membership is not None:
-        w = (1.0 / (1.0 + data.size_values * t2))[data.pair_size]
-        totals = data.outer_membership @ (w[:, None] * data.pair_sums)
-        weight_sums = data.outer_membership @ (
-            data.pair_counts * data.size_values[data.pair_size] * w
+
+    def __init__(self, data: NestedInterceptData):
+        self.data = data
+        self.n_obs = data.n_obs
+        self.n_fixed = data.n_fixed
+
+    def evaluate(self, theta: np.ndarray) -> tuple[np.ndarray, float]:
+        """``([X y]' H^-1 [X y], log |H|)`` at ``theta``."""
+        data = self.data
+        u = float(theta[0]) ** 2
+        c = u / (1.0 + data.size_values * u)
+        quad = data.cross_product - np.tensordot(c, data.size_cross_products, axes=1)
+        log_det = float(data.size_counts @ np.log1p(data.size_values * u))
+        if data.outer_membership is not None:
+            v = float(theta[1]) ** 2
+            w = (1.0 / (1.0 + data.size_values * u))[data.pair_size]
+            totals = data.outer_membership @ (w[:, None] * data.pair_sums)
+            weight_sums = data.outer_membership @ (data.pair_counts * data.size_values[data.pair_size] * w)
+            alpha = v / (1.0 + v * weight_sums)
+            quad = quad - totals.T @ (alpha[:, None] * totals)
+            log_det += float(np.sum(np.log1p(v * weight_sums)))
+        return quad, log_det
+
+    def derivatives(self, theta: np.ndarray) -> CriterionDerivatives:
+        """Exact first and second derivatives in ``theta``; see the class doc."""
+        data = self.data
+        sizes, counts = data.size_values, data.size_counts
+        u = float(theta[0]) ** 2
+        one = 1.0 + sizes * u
+        # c = u / (1 + n u) and its u-derivatives; w = 1 / (1 + n u) likewise.
+        c_u, c_uu = 1.0 / one**2, -2.0 * sizes / one**3
+        quad, log_det = self.evaluate(theta)
+        q_u = -np.tensordot(c_u, data.size_cross_products, axes=1)
+        q_uu = -np.tensordot(c_uu, data.size_cross_products, axes=1)
+        l_u = float(counts @ (sizes / one))
+        l_uu = -float(counts @ (sizes**2 / one**2))
+        if data.outer_membership is None:
+            a = float(theta[0])
+            return CriterionDerivatives(
+                quad, (2.0 * a * q_u)[None], (2.0 * q_u + 4.0 * u * q_uu)[None, None],
+                log_det, np.array([2.0 * a * l_u]), np.array([[2.0 * l_u + 4.0 * u * l_uu]]),
+            )
+        v = float(theta[1]) ** 2
+        size = sizes[data.pair_size]
+        member = data.outer_membership
+        w, w_u, w_uu = (f[data.pair_size] for f in (1.0 / one, -sizes / one**2, 2.0 * sizes**2 / one**3))
+        t, t_u, t_uu = (member @ (f[:, None] * data.pair_sums) for f in (w, w_u, w_uu))
+        s, s_u, s_uu = (member @ (data.pair_counts * size * f) for f in (w, w_u, w_uu))
+        d = 1.0 + v * s
+        # alpha = v / (1 + v s): partial derivatives in v and s, then in u through s(u).
+        al_v, al_vv = 1.0 / d**2, -2.0 * s / d**3
+        al_s, al_ss, al_vs = -(v**2) / d**2, 2.0 * v**3 / d**3, -2.0 * v / d**3
+        alpha = v / d
+        al_u, al_uu, al_uv = al_s * s_u, al_ss * s_u**2 + al_s * s_uu, al_vs * s_u
+
+        def outer(weights, left, right=None):
+            right = left if right is None else right
+            product = left.T @ (weights[:, None] * right)
+            return product if right is left else product + product.T
+
+        q_u = q_u - outer(al_u, t) - outer(alpha, t_u, t)
+        q_v = -outer(al_v, t)
+        q_uu = q_uu - (
+            outer(al_uu, t) + 2.0 * outer(al_u, t_u, t) + outer(alpha, t_uu, t) + 2.0 * outer(alpha, t_u)
         )
-        o2 = float(theta[1]) ** 2
-        a = o2 / (1.0 + o2 * weight_sums)
-        quad = quad - totals.T @ (a[:, None] * totals)
-        log_det_h += float(np.sum(np.log1p(o2 * weight_sums)))
-    xtx, xty, yty = quad[:p, :p], quad[:p, p], quad[p, p]
-    factor = scipy.linalg.cho_factor(xtx, lower=True)
-    beta = scipy.linalg.cho_solve(factor, xty)
-    rss = max(float(yty - xty @ beta), np.finfo(float).tiny)
-    dof = n - p if reml else n
-    deviance = log_det_h + dof * (1.0 + np.log(2.0 * np.pi * rss / dof))
-    if reml:
-        deviance += 2.0 * float(np.sum(np.log(np.diag(factor[0]))))
-    unscaled = scipy.linalg.cho_solve(factor, np.eye(p)) if with_covariance else None
-    return ProfiledSolution(float(deviance), beta, rss / dof, unscaled)
-
-
-@dataclass(frozen=True)
-class NestedFit:
-    """Optimum of the profiled criterion.
-
-    Attributes:
-        theta: Relative scales (inner, outer) at the optimum.
-        solution: Profiled solution there.
-        optimizer: Name of the optimizer whose result was kept.
-        converged: Whether that optimizer reported success.
-        deviances: Criterion reached by each optimizer tried.
-    """
-
-    theta: np.ndarray
-    solution: ProfiledSolution
-    optimizer: str
-    converged: bool
-    deviances: dict[str, float]
-
-
-def fit_nested(data: NestedInterceptData, reml: bool) -> NestedFit:
-    """Minimise the profiled criterion over ``theta >= 0`` with two optimizers (protocol §3.7).
-
-    Both L-BFGS-B and bounded Nelder-Mead start from lme4's start ``theta = 1``; the lower
-    criterion is kept.
-    """
-    k = 1 if data.outer_membership is None else 2
-
-    def objective(theta: np.ndarray) -> float:
-        return profiled_solution(data, theta, reml).deviance
-
-    start = np.ones(k)
-    bounds = [(0.0, None)] * k
-    candidates = {
-        "L-BFGS-B": scipy.optimize.minimize(
-            objective, start, method="L-BFGS-B", bounds=bounds,
-            options={"ftol": 1e-15, "gtol": 1e-10, "maxiter": 2000},
-        ),
-        "Nelder-Mead": scipy.optimize.minimize(
-            objective, start, method="Nelder-Mead", bounds=bounds,
-            options={"xatol": 1e-10, "fatol": 1e-13, "maxiter": 20000},
-        ),
-    }
-    deviances = {name: float(res.fun) for name, res in candidates.items()}
-    best = min(candidates, key=deviances.get)
-    result = candidates[best]
-    log.info("nested REML: criteria %s, kept %s", deviances, best)
-    theta = np.abs(np.asarray(result.x, dtype=float))
-    solution = profiled_solution(data, theta, reml, with_covariance=True)
-    return NestedFit(theta, solution, best, bool(result.success), deviances)
+        q_uv = -(outer(al_uv, t) + outer(al_v, t_u, t))
+        q_vv = -outer(al_vv, t)
+        l_u += float(np.sum(v * s_u / d))
+        l_v = float(np.sum(s / d))
+        l_uu += float(np.sum(v * s_uu / d - v**2 * s_u**2 / d**2))
+        l_uv = float(np.sum(s_u / d**2))
+        l_vv = -float(np.sum(s**2 / d**2))
+        # Chain rule to theta = (a, b) with u = a^2, v = b^2.
+        a, b = float(theta[0]), float(theta[1])
+        quad_gradient = np.stack([2.0 * a * q_u, 2.0 * b * q_v])
+        cross = 4.0 * a * b * q_uv
+        quad_hessian = np.stack([
+            np.stack([2.0 * q_u + 4.0 * u * q_uu, cross]),
+            np.stack([cross, 2.0 * q_v + 4.0 * v * q_vv]),
+        ])
+        log_det_hessian = np.array([
+            [2.0 * l_u + 4.0 * u * l_uu, 4.0 * a * b * l_uv],
+            [4.0 * a * b * l_uv, 2.0 * l_v + 4.0 * v * l_vv],
+        ])
+        return CriterionDerivatives(
+            quad, quad_gradient, quad_hessian, log_det,
+            np.array([2.0 * a * l_u, 2.0 * b * l_v]), log_det_hessian,
+        )

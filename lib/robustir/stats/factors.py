@@ -1,8 +1,9 @@
 """Dataset- and query-level factors of the generalizability analysis (protocol §3.1).
 
-Task type and corpus type are between-dataset factors assigned by fixed maps over the 27 dataset
-entries of the study; query type is the query-level NF-CATS label (protocol §3.2). The display
-orders are the ones the study's code prints tables and figures in.
+Task type and corpus type are between-dataset factors that the dataset registry
+(:data:`robustir.data.DATASETS`) declares for the 27 dataset entries of the study; query type is
+the query-level NF-CATS label (protocol §3.2). The display orders are the ones the study's code
+prints tables and figures in.
 
 Used by the book chapter *Generalizability* (``notebooks/generalizability.py``).
 """
@@ -10,6 +11,8 @@ Used by the book chapter *Generalizability* (``notebooks/generalizability.py``).
 from __future__ import annotations
 
 import pandas as pd
+
+from robustir.data import DATASETS, STUDY_DATASETS
 
 TASK_TYPE_ORDER: tuple[str, ...] = (
     "Passage Retrieval",
@@ -44,65 +47,11 @@ QUERY_TYPE_ORDER: tuple[str, ...] = (
     "NOT-A-QUESTION",
 )
 
-_BRIGHT_STACKEXCHANGE = (
-    "biology",
-    "earth_science",
-    "economics",
-    "psychology",
-    "robotics",
-    "stackoverflow",
-    "sustainable_living",
-)
+TASK_TYPE: dict[str, str] = {key: DATASETS[key].task_type for key in STUDY_DATASETS}
+"""Task type of each of the 27 dataset entries (protocol §3.1, 11 levels), from the registry."""
 
-TASK_TYPE: dict[str, str] = {
-    "msmarco": "Passage Retrieval",
-    "trec-covid": "Bio-Medical Retrieval",
-    "nfcorpus": "Bio-Medical Retrieval",
-    "nq": "Question Answering",
-    "hotpotqa": "Question Answering",
-    "fiqa": "Question Answering",
-    "browsecomp_plus": "Question Answering",
-    "quora": "Duplicate Question Retrieval",
-    "dbpedia-entity": "Entity Retrieval",
-    "scidocs": "Citation-Prediction",
-    "fever": "Fact Checking",
-    "climate-fever": "Fact Checking",
-    "scifact": "Fact Checking",
-    "arguana": "Argument Retrieval",
-    "webis-touche2020": "Argument Retrieval",
-    **{name: "StackExchange Post Retrieval" for name in _BRIGHT_STACKEXCHANGE},
-    "leetcode": "Code Retrieval",
-    "pony": "Code Retrieval",
-    "aops": "Theorem Retrieval",
-    "theoremqa_questions": "Theorem Retrieval",
-    "theoremqa_theorems": "Theorem Retrieval",
-}
-"""Task type of each of the 27 dataset entries (protocol §3.1, 11 levels)."""
-
-CORPUS_TYPE: dict[str, str] = {
-    "msmarco": "General Web",
-    "browsecomp_plus": "General Web",
-    "trec-covid": "Scientific Paper",
-    "nfcorpus": "Scientific Paper",
-    "scidocs": "Scientific Paper",
-    "scifact": "Scientific Paper",
-    "nq": "Wikipedia",
-    "hotpotqa": "Wikipedia",
-    "dbpedia-entity": "Wikipedia",
-    "fever": "Wikipedia",
-    "climate-fever": "Wikipedia",
-    "fiqa": "Online Community",
-    "quora": "Online Community",
-    **{name: "Online Community" for name in _BRIGHT_STACKEXCHANGE},
-    "arguana": "Domain KB",
-    "webis-touche2020": "Domain KB",
-    "leetcode": "Domain KB",
-    "pony": "Domain KB",
-    "aops": "Domain KB",
-    "theoremqa_questions": "Domain KB",
-    "theoremqa_theorems": "Domain KB",
-}
-"""Corpus type of each of the 27 dataset entries (protocol §3.1, 5 levels)."""
+CORPUS_TYPE: dict[str, str] = {key: DATASETS[key].corpus_type for key in STUDY_DATASETS}
+"""Corpus type of each of the 27 dataset entries (protocol §3.1, 5 levels), from the registry."""
 
 TASK_TYPE_REFERENCE = "Question Answering"
 """Reference level of task type in the study's Analysis 2a (protocol §3.4)."""
