@@ -21,14 +21,16 @@
 # system, the Pearson r in the title with the study's `*` (p < 0.05) and `**` (p < 0.01).
 #
 # Panels whose stability results are absent from the store are skipped with a note. Each point
-# is one system's seed mean; the study had 7 systems per panel and the offline book has the
-# catalog's offline encoders, so every coefficient rests on a handful of points and carries a
-# wide interval, printed beside it.
+# is one system's seed mean; the study had 7 systems per panel (its 8 dense RQ1 systems without
+# Contriever, whose geometry it computed but did not correlate; protocol §1.6) and the offline
+# book has the catalog's offline encoders, so every coefficient rests on a handful of points and
+# carries a wide interval, printed beside it.
 
 # %% tags=["parameters"]
 output = "results"  # results-store root
 reference_dir = "../shared/reference"  # the study's published CSV files
 models = None  # catalog keys to include; None: every model with geometry results
+correlation_models = None  # systems of the Figure 2-3 panels and tests; None: all with geometry
 geometry_metrics = ["average_cosine", "isoscore", "uniformity", "alignment", "mean_spectral_norm"]
 clean_measure = "nDCG@10"  # clean effectiveness, used as colour and as the partial control
 clean_sources = [["evaluate", "clean"], ["query_variations", "none"]]  # first source wins
@@ -173,7 +175,21 @@ if chance_keys:
         "(their relative drop divides by a near-zero score) and kept in the absolute ones: "
         + ", ".join(f"{m} on {d}" for m, d in sorted(chance_keys)) + "."
     ))
-seed_geometry = geometry_table[["model", "dataset", *metrics]]
+if correlation_models is None:
+    correlation_systems = sorted(geometry_table["model"].unique())
+else:
+    correlation_systems = list(correlation_models)
+    absent = sorted(set(correlation_systems) - set(geometry_table["model"]))
+    if absent:
+        display(Markdown("*No geometry results for " + ", ".join(absent) + " (named in "
+                         "`correlation_models`): they are absent from every panel.*"))
+    left_out = sorted(set(geometry_table["model"]) - set(correlation_systems))
+    if left_out:
+        display(Markdown("Geometry reported above but left out of the correlation panels "
+                         "(`correlation_models`): " + ", ".join(left_out) + "."))
+seed_geometry = geometry_table[geometry_table["model"].isin(correlation_systems)][
+    ["model", "dataset", *metrics]
+]
 
 
 def panel_data(stability: pd.DataFrame, measure: str) -> pd.DataFrame:
