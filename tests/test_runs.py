@@ -254,6 +254,16 @@ def test_paper_grid_correlates_geometry_over_the_study_seven_systems():
     assert sorted(summary.parameters["correlation_models"]) == sorted(stored - {"contriever"})
 
 
+def test_paper_grid_attacks_nq_with_the_nq_train_collection():
+    from robustir.data import DATASETS, attacker_dataset_for
+
+    grid = _shipped_grid("paper.yaml")
+    attacks = {job.dataset: job for job in grid.jobs if job.experiment == "corpus_poisoning"}
+    assert {key: attacker_dataset_for(key) for key in attacks} == {
+        "nq": "nq-train", "hotpotqa": "hotpotqa", "msmarco": "msmarco"}
+    assert attacks["nq"].parameters["attacker_split"] in DATASETS["nq-train"].splits
+
+
 def test_default_grid_runs_offline_models_on_local_data():
     from robustir.models import get_model_spec
 

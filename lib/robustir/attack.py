@@ -812,6 +812,7 @@ def run_corpus_poisoning(
     dataset: str,
     config: HotFlipConfig,
     *,
+    attacker_dataset: str | None = None,
     attacker_split: str = "train",
     split: str = "test",
     data_root: str | Path | None = None,
@@ -835,16 +836,21 @@ def run_corpus_poisoning(
     float32 weights. ``max_length`` (default: the system's) bounds the encoded queries and test
     documents; keep it equal to the clean runs' so that the corpus comes from the cache.
 
+    The attacker's queries, gold passages and their corpus come from split ``attacker_split``
+    of ``attacker_dataset``, by default the registry's choice for ``dataset``
+    (:func:`robustir.data.attacker_dataset_for`: ``nq-train`` for ``nq``, else ``dataset``
+    itself, protocol §5.1); the passages are evaluated on split ``split`` of ``dataset``.
+
     Returns:
         ``{variant: evaluation}``.
     """
-    from robustir.data import load_dataset
+    from robustir.data import attacker_dataset_for, load_dataset
     from robustir.models import get_model_spec
     from robustir.provenance import library_versions
     from robustir.results import ResultStore, per_query_long
 
     spec = get_model_spec(model)
-    train = load_dataset(dataset, attacker_split, data_root)
+    train = load_dataset(attacker_dataset or attacker_dataset_for(dataset), attacker_split, data_root)
     test = load_dataset(dataset, split, data_root)
     evaluator = Encoder(spec, device=device, max_length=max_length, cache=cache, progress=progress)
     attacker = evaluator
@@ -870,7 +876,8 @@ def run_corpus_poisoning(
     store = ResultStore(output)
     base = {
         "model": spec.as_record(), "dataset": test.name, "split": test.split,
-        "attacker_split": train.split, "data_checksum": test.checksum,
+        "attacker_dataset": train.name, "attacker_split": train.split,
+        "data_checksum": test.checksum,
         "attacker_data_checksum": train.checksum, "attack": config.as_record(),
         "attack_dtype": attacker.dtype, "evaluation_dtype": evaluator.dtype,
         "max_length": evaluator.max_length,
