@@ -3,6 +3,8 @@ SHELL := /bin/bash
 VENV ?= .venv
 PY := $(VENV)/bin/python
 SETUP_STAMP := $(VENV)/.robustir-setup
+# The grid `make book` runs; its datasets are fetched first when missing (robustir data fetch).
+GRID ?= configs/default.yaml
 # The embedded default reads the shared collections when they sit beside the checkout.
 ROBUSTIR_DATA ?= $(if $(wildcard ../shared/datasets),$(abspath ../shared/datasets),$(CURDIR)/data)
 export ROBUSTIR_DATA
@@ -20,7 +22,8 @@ $(SETUP_STAMP): pyproject.toml requirements/cpu.txt requirements/offline-models.
 	touch $@
 
 book: setup
-	$(PY) -m robustir.cli --verbose book
+	$(PY) -m robustir.cli data fetch --grid $(GRID)
+	$(PY) -m robustir.cli --verbose book --config $(GRID)
 
 test: setup
 	TQDM_DISABLE=1 $(PY) -m pytest -p no:cacheprovider

@@ -2,19 +2,19 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
-import http.server
 import io
 import json
 import logging
 import os
 import socket
-import threading
 import zipfile
 from collections import Counter
 from pathlib import Path
 
 import pytest
+from archive_server import ArchiveServer
 from robustir import data
 from robustir.data import (
     BeirFormatError,
@@ -403,60 +403,29 @@ def test_nq_training_split_loads_from_nq_train_only(tmp_path):
 # --------------------------------------------------------------------------- downloads (local only)
 
 
-def _dataset_zip(key: str, *, member_prefix: str | None = None) -> bytes:
+def _dataset_zip(
+    key: str, *, member_prefix: str | None = None, splits: tuple[str, ...] = ("test",)
+) -> bytes:
     buffer = io.BytesIO()
     prefix = f"{key}/" if member_prefix is None else member_prefix
     with zipfile.ZipFile(buffer, "w") as bundle:
         bundle.writestr(f"{prefix}corpus.jsonl", _jsonl(GOOD_CORPUS))
         bundle.writestr(f"{prefix}queries.jsonl", _jsonl(GOOD_QUERIES))
-        bundle.writestr(f"{prefix}qrels/test.tsv", GOOD_QRELS)
+        for split in splits:
+            bundle.writestr(f"{prefix}qrels/{split}.tsv", GOOD_QRELS)
     return buffer.getvalue()
 
 
-class _ZipServer:
-    """A 127.0.0.1 HTTP server for one payload; optionally truncates its first response."""
+class _ZipServer(ArchiveServer):
+    """The mirror server with one payload at ``/tiny.zip``, which it may truncate at first."""
 
-    def __init__(
-        self, payload: bytes, *, truncate_first: bool = False, honour_range: bool = True
-    ) -> None:
-        self.payload = payload
-        self.truncate_first = truncate_first
-        self.honour_range = honour_range
-        self.range_headers: list[str | None] = []
-        server = self
+    def __init__(self, payload: bytes, **options) -> None:
+        super().__init__({"tiny.zip": payload}, **options)
+        self.url = self.url_of("tiny.zip")
 
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def do_GET(self):  # noqa: N802 (http.server API)
-                header = self.headers.get("Range")
-                server.range_headers.append(header)
-                partial = header is not None and server.honour_range
-                start = int(header.removeprefix("bytes=").rstrip("-")) if partial else 0
-                if start >= len(server.payload) > 0:
-                    self.send_error(416)
-                    return
-                body = server.payload[start:]
-                self.send_response(206 if partial else 200)
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                if server.truncate_first and len(server.range_headers) == 1:
-                    body = body[: len(body) // 2]  # then hang up: an interrupted download
-                self.wfile.write(body)
-
-            def log_message(self, *args):
-                pass
-
-        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/tiny.zip"
-
-    def __enter__(self):
-        threading.Thread(
-            target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
-        ).start()
-        return self
-
-    def __exit__(self, *exc):
-        self.httpd.shutdown()
-        self.httpd.server_close()
+    @property
+    def range_headers(self) -> list[str | None]:
+        return [header for _, header in self.requests]
 
 
 def _refused_url() -> str:
@@ -586,7 +555,9 @@ def test_download_rejects_members_outside_the_root(tmp_path):
     assert not (tmp_path / "escape").exists()
 
 
-def test_download_of_local_only_or_present_data_needs_no_network(tmp_path):
+def test_download_of_local_only_or_present_data_needs_no_network(tmp_path, monkeypatch):
+    local_only = dataclasses.replace(data.DATASETS["cranfield"], original=None)
+    monkeypatch.setitem(data.DATASETS, "cranfield", local_only)
     with pytest.raises(
         DatasetUnavailableError, match=r"'cranfield' cannot be downloaded: not part of the study"
     ):
@@ -597,6 +568,30 @@ def test_download_of_local_only_or_present_data_needs_no_network(tmp_path):
     )
     with pytest.raises(UnknownDatasetError):
         data.download_dataset("scifactt", tmp_path)
+
+
+def test_download_completes_a_folder_that_lacks_a_split(tmp_path):
+    folder = write_dataset(tmp_path / "scifact")
+    (folder / "corpus.jsonl").write_text(_jsonl(GOOD_CORPUS[:1]))  # replaced by the archive's
+    assert data.missing_files(folder, ["test", "train"]) == ["qrels/train.tsv"]
+    payload = _dataset_zip("scifact", splits=("test", "train"))
+    with _ZipServer(payload) as server:
+        data.download_dataset("scifact", tmp_path, progress=False, splits=("test", "train"),
+                              sources=[(server.url, hashlib.md5(payload).hexdigest())])
+    assert data.missing_files(folder, ["test", "train"]) == []
+    assert len(data.load_dataset(folder, "train").corpus) == 3
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["scifact"]
+
+
+def test_mirror_replaces_the_registry_sources_and_keeps_their_checksums(monkeypatch):
+    scifact = data.DATASETS["scifact"]
+    assert data._download_sources(scifact, None) == [
+        (scifact.beir_url, "5f7d1de60b170fc8027bb7898e2efca1"), (scifact.study_url, None)]
+    # BEIR's and the study's zip share a file name: the mirror is asked once, with BEIR's MD5
+    assert data._download_sources(scifact, "http://mirror.local/beir/") == [
+        ("http://mirror.local/beir/scifact.zip", "5f7d1de60b170fc8027bb7898e2efca1")]
+    assert data._download_sources(data.DATASETS["cranfield"], "http://mirror.local") == [
+        ("http://mirror.local/cran.tar.gz", None)]
 
 
 def test_bright_excluded_ids_are_read_from_query_metadata_and_leave_the_run(tmp_path):

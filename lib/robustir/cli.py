@@ -18,7 +18,7 @@ import sys
 __all__ = ["main"]
 
 #: Modules that add subcommands through ``register(subparsers)``.
-_SUBCOMMAND_MODULES = ("cli_vary", "cli_poison", "cli_run")
+_SUBCOMMAND_MODULES = ("cli_vary", "cli_poison", "cli_run", "cli_data")
 
 
 def _print_table(rows: list[dict], columns: list[str] | None = None) -> None:

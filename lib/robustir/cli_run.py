@@ -9,6 +9,7 @@ import argparse
 import logging
 import sys
 
+from robustir.data import DatasetUnavailableError
 from robustir.runs import EXECUTORS, GridError, RunError, load_grid, run_grid
 
 
@@ -50,7 +51,7 @@ def run_command(args: argparse.Namespace) -> int:
         grid = load_grid(args.config)
         report = run_grid(grid, force=args.force, executor=args.executor,
                           workers=args.workers, scheduler=args.scheduler)
-    except (GridError, ValueError) as error:
+    except (GridError, ValueError, DatasetUnavailableError) as error:
         print(f"robustir run: {error}", file=sys.stderr)
         return 2
     except RunError as error:
@@ -68,7 +69,7 @@ def book_command(args: argparse.Namespace) -> int:
     try:
         html = build_book(args.config, executor=args.executor, workers=args.workers,
                           scheduler=args.scheduler)
-    except (GridError, ValueError) as error:
+    except (GridError, ValueError, DatasetUnavailableError) as error:
         print(f"robustir book: {error}", file=sys.stderr)
         return 2
     except (RunError, BookBuildError) as error:

@@ -20,13 +20,19 @@ import http.client
 import json
 import logging
 import os
+import shutil
+import tarfile
+import tempfile
 import urllib.error
+import urllib.parse
 import urllib.request
 import zipfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Literal
+
+from robustir import cranfield
 
 logger = logging.getLogger(__name__)
 
@@ -90,13 +96,17 @@ class Dataset:
     excluded_ids: dict[str, list[str]] = field(default_factory=dict, repr=False)
 
 
-def data_root(explicit: str | os.PathLike[str] | None = None) -> Path:
+def data_root(
+    explicit: str | os.PathLike[str] | None = None, *, base: str | os.PathLike[str] | None = None
+) -> Path:
     """Resolve the data root.
 
     Used in the book chapter *Datasets and evaluation protocol* (where the data live).
 
     Args:
         explicit: a folder given by the caller; wins over everything else.
+        base: the folder a relative root is relative to (a notebook's working directory);
+            default the current working directory.
 
     Returns:
         ``explicit`` if given, else ``$ROBUSTIR_DATA`` if set and non-empty, else ``./data``;
@@ -105,12 +115,19 @@ def data_root(explicit: str | os.PathLike[str] | None = None) -> Path:
     Examples:
         >>> data_root("/tmp/beir").as_posix()
         '/tmp/beir'
+        >>> data_root("beir", base="/srv/book").as_posix()
+        '/srv/book/beir'
     """
     if explicit is not None:
         root = Path(explicit)
     else:
         root = Path(os.environ.get(DATA_ROOT_ENV) or DEFAULT_DATA_ROOT)
-    return root.expanduser().absolute()
+    return _absolute(root, base)
+
+
+def _absolute(path: Path, base: str | os.PathLike[str] | None) -> Path:
+    path = path.expanduser()
+    return path if path.is_absolute() else (Path(base) if base is not None else Path.cwd()) / path
 
 
 # ``load_dataset`` takes a ``data_root`` argument, which shadows the function inside it.
@@ -405,12 +422,57 @@ def available_splits(path: str | os.PathLike[str]) -> list[str]:
     return sorted(p.stem for p in qrels_dir.glob("*.tsv") if p.is_file())
 
 
-def _resolve_dataset_path(name_or_path: str | os.PathLike[str], root: Path) -> Path:
-    """A bare name (no path separator) is a folder under the data root; anything else a path."""
+def missing_files(folder: str | os.PathLike[str], splits: Iterable[str]) -> list[str]:
+    """The files :func:`load_dataset` needs for ``splits`` that ``folder`` lacks.
+
+    Used by the grid runner's data check (:mod:`robustir.preflight`) and by
+    :func:`download_dataset`.
+
+    Args:
+        folder: a dataset folder.
+        splits: the qrels splits to be loaded, e.g. ``("test", "train")``.
+
+    Returns:
+        Paths relative to ``folder`` (``corpus.jsonl``, ``queries.jsonl``,
+        ``qrels/<split>.tsv``), in that order; empty when the folder is complete.
+
+    Examples:
+        >>> missing_files("/nonexistent/scifact", ["test"])
+        ['corpus.jsonl', 'queries.jsonl', 'qrels/test.tsv']
+    """
+    folder = Path(folder)
+    needed = [CORPUS_FILE, QUERIES_FILE, *(f"{QRELS_DIR}/{split}.tsv" for split in splits)]
+    return [name for name in needed if not (folder / name).is_file()]
+
+
+def dataset_folder(
+    name_or_path: str | os.PathLike[str],
+    data_root: str | os.PathLike[str] | None = None,
+    *,
+    base: str | os.PathLike[str] | None = None,
+) -> Path:
+    """The folder :func:`load_dataset` reads for a dataset name or path.
+
+    Used in the book chapter *Datasets and evaluation protocol* and by the grid runner's data
+    check (:mod:`robustir.preflight`).
+
+    Args:
+        name_or_path: a bare name (no path separator) is a folder under the data root; a
+            ``Path`` or a string containing ``/`` is the folder itself.
+        data_root: see :func:`data_root`.
+        base: the folder relative paths are relative to; default the working directory.
+
+    Returns:
+        The absolute folder (not required to exist).
+
+    Examples:
+        >>> dataset_folder("scifact", "/data").as_posix()
+        '/data/scifact'
+    """
     text = os.fspath(name_or_path)
     if isinstance(name_or_path, os.PathLike) or "/" in text or os.sep in text:
-        return Path(name_or_path).expanduser().absolute()
-    return root / text
+        return _absolute(Path(name_or_path), base)
+    return _resolve_data_root(data_root, base=base) / text
 
 
 def _missing_files_message(folder: Path, missing: list[str]) -> str:
@@ -471,8 +533,7 @@ def load_dataset(
     """
     if unknown_doc_ids not in ("warn", "error"):
         raise ValueError(f"unknown_doc_ids must be 'warn' or 'error', got {unknown_doc_ids!r}")
-    root = _resolve_data_root(data_root)
-    folder = _resolve_dataset_path(name_or_path, root)
+    folder = dataset_folder(name_or_path, data_root)
     corpus_path, queries_path = folder / CORPUS_FILE, folder / QUERIES_FILE
     qrels_path = folder / QRELS_DIR / f"{split}.tsv"
 
@@ -575,6 +636,31 @@ class UnknownDatasetError(LookupError):
     """A dataset key is not in :data:`DATASETS`; the message lists the known keys."""
 
 
+#: Reads an unpacked original distribution into ``(corpus, queries, {split: qrels})``.
+OriginalReader = Callable[
+    [Path],
+    tuple[dict[str, dict[str, str]], dict[str, str], dict[str, dict[str, dict[str, int]]]],
+]
+
+
+@dataclass(frozen=True)
+class OriginalDistribution:
+    """A collection's original files, which the project converts to BEIR layout itself.
+
+    Attributes:
+        url: the archive (tar or zip) as its maintainers distribute it.
+        read: the project's reader of the unpacked archive, e.g.
+            :func:`robustir.cranfield.read_cranfield`.
+        converted_sha256: ``(path relative to the dataset folder, sha256)`` of every BEIR file
+            the conversion must produce; :func:`download_dataset` refuses a conversion that
+            differs in any of them.
+    """
+
+    url: str
+    read: OriginalReader
+    converted_sha256: tuple[tuple[str, str], ...]
+
+
 @dataclass(frozen=True)
 class DatasetEntry:
     """One dataset entry of the study (protocol §2.2) with where to get it.
@@ -592,6 +678,8 @@ class DatasetEntry:
         beir_url: BEIR's official download, for the 13 BEIR sets; ``None`` otherwise.
         beir_md5: MD5 of the BEIR zip as published in BEIR's README; ``None`` if not published.
         note: provenance and caveats.
+        original: the original distribution the project converts itself (``cranfield``);
+            ``None`` for datasets published in BEIR layout.
         attacker_dataset: key of the entry whose ``train`` qrels (queries, gold passages and
             corpus) the corpus-poisoning attacker uses against this entry (protocol §5.1-5.2);
             ``None``: this entry's own training split. NQ: ``nq-train``, since BEIR's ``nq``
@@ -609,17 +697,24 @@ class DatasetEntry:
     beir_url: str | None = None
     beir_md5: str | None = None
     note: str = ""
+    original: OriginalDistribution | None = None
     attacker_dataset: str | None = None
 
     def download_hint(self) -> str:
         """One sentence saying where the files of this entry come from."""
+        command = (
+            f"`robustir data fetch {self.key}` (robustir.data.download_dataset({self.key!r})) "
+            "on a machine with internet"
+        )
+        if self.original is not None:
+            return (
+                f"Run {command}: it downloads the original distribution {self.original.url} "
+                "and converts it to BEIR layout, checked against the project's checksums."
+            )
         if self.study_url is None:
             return f"{self.key!r} cannot be downloaded: {self.note}"
         urls = " or ".join(u for u in (self.beir_url, self.study_url) if u)
-        return (
-            f"Download {urls} and unzip it into the data root, or run "
-            f"robustir.data.download_dataset({self.key!r}) on a machine with internet."
-        )
+        return f"Download {urls} and unzip it into the data root, or run {command}."
 
 
 def _beir(
@@ -838,9 +933,28 @@ DATASETS: dict[str, DatasetEntry] = {
             corpus_type="Scientific Paper",
             study_url=None,
             note=(
-                "not part of the study; the project's second small collection, built from the "
-                "classic Cranfield 1400 files (graded 0-4) and shipped in the shared data folder "
-                "(../shared/datasets/cranfield); copy that folder into the data root."
+                "not part of the study; the project's second small collection: the classic "
+                "Cranfield 1400 files in SMART format, converted to BEIR layout (graded 0-4) by "
+                "robustir.cranfield; also in the shared data folder (../shared/datasets/cranfield)."
+            ),
+            original=OriginalDistribution(
+                url=cranfield.CRANFIELD_URL,
+                read=cranfield.read_cranfield,
+                # the shared copy's files (../shared/datasets/README.md)
+                converted_sha256=(
+                    (
+                        CORPUS_FILE,
+                        "bfe1bdbaf720f4a58e0725957c7ab7c4aa423e7006a0a96f0b779962227aa7db",
+                    ),
+                    (
+                        QUERIES_FILE,
+                        "9c4c83930942813998f2bddda240fd9490c98b96f57c3eccc53087d5cc9a9393",
+                    ),
+                    (
+                        f"{QRELS_DIR}/test.tsv",
+                        "e7b383328755149ea45b2c47c86b2e9e3dd437a963d3e10f0557df23e20f54f8",
+                    ),
+                ),
             ),
         ),
     )
@@ -894,26 +1008,100 @@ def get_dataset_entry(key: str) -> DatasetEntry:
         ) from None
 
 
+# --------------------------------------------------------------------------- writing
+
+
+def write_beir_folder(
+    folder: str | os.PathLike[str],
+    *,
+    corpus: Mapping[str, Mapping[str, str]],
+    queries: Mapping[str, str],
+    qrels: Mapping[str, Mapping[str, Mapping[str, int]]],
+) -> Path:
+    """Write a dataset in BEIR layout, as the project's shared copies are written.
+
+    Each JSONL line is one ``json.dumps`` object (``", "`` and ``": "`` separators, non-ASCII
+    characters escaped) with the keys ``_id``, ``title``, ``text`` (corpus) or ``_id``,
+    ``text`` (queries) in that order; each qrels file starts with the header
+    ``query-id<TAB>corpus-id<TAB>score``; every line ends with a line feed; rows follow the
+    order of the mappings.
+
+    Used by :func:`download_dataset` for collections the project converts itself (Cranfield).
+
+    Args:
+        folder: the dataset folder to create (or overwrite files in).
+        corpus: ``{doc_id: {"title": str, "text": str}}``.
+        queries: ``{query_id: text}``.
+        qrels: ``{split: {query_id: {doc_id: grade}}}``, one ``qrels/<split>.tsv`` per split.
+
+    Returns:
+        ``folder``, as a ``Path``.
+    """
+    folder = Path(folder)
+    (folder / QRELS_DIR).mkdir(parents=True, exist_ok=True)
+    with (folder / CORPUS_FILE).open("w", encoding="utf-8", newline="\n") as out:
+        for doc_id, doc in corpus.items():
+            record = {"_id": doc_id, "title": doc.get("title", ""), "text": doc["text"]}
+            out.write(json.dumps(record) + "\n")
+    with (folder / QUERIES_FILE).open("w", encoding="utf-8", newline="\n") as out:
+        for query_id, text in queries.items():
+            out.write(json.dumps({"_id": query_id, "text": text}) + "\n")
+    for split, judgements in qrels.items():
+        with (folder / QRELS_DIR / f"{split}.tsv").open("w", encoding="utf-8", newline="\n") as out:
+            out.write(f"{QRELS_HEADER_FIELD}\tcorpus-id\tscore\n")
+            for query_id, judged in judgements.items():
+                for doc_id, grade in judged.items():
+                    out.write(f"{query_id}\t{doc_id}\t{grade}\n")
+    return folder
+
+
 # --------------------------------------------------------------------------- downloading
 
 #: Bytes read per network round trip while downloading.
 DOWNLOAD_CHUNK_BYTES = 1 << 20
 #: Seconds without data before a download attempt is abandoned (it can be resumed).
 DOWNLOAD_TIMEOUT_S = 60.0
+#: Environment variable naming a mirror: a base URL that serves the registry's archives under
+#: their file names (``<mirror>/scifact.zip``, ``<mirror>/cran.tar.gz``) instead of their sites.
+DATA_MIRROR_ENV = "ROBUSTIR_DATA_MIRROR"
 
 
 class DatasetChecksumError(ValueError):
-    """A downloaded archive does not match its published checksum."""
+    """A downloaded archive, or a file converted from it, does not match its checksum."""
 
 
-def _download_sources(entry: DatasetEntry) -> list[tuple[str, str | None]]:
-    """``(url, md5)`` pairs to try in order: BEIR's official zip (verifiable) first."""
+class DatasetDownloadError(DatasetUnavailableError):
+    """No source of a dataset could be reached.
+
+    Attributes:
+        failures: one ``"<url>: <reason>"`` per source tried.
+    """
+
+    def __init__(self, message: str, failures: list[str]) -> None:
+        super().__init__(message)
+        self.failures = failures
+
+
+def _download_sources(entry: DatasetEntry, mirror: str | None) -> list[tuple[str, str | None]]:
+    """``(url, md5)`` pairs to try in order: the original distribution or BEIR's official zip
+    (verifiable) first, the study's release last; from ``mirror`` instead when one is given."""
     sources: list[tuple[str, str | None]] = []
+    if entry.original is not None:
+        sources.append((entry.original.url, None))
     if entry.beir_url is not None:
         sources.append((entry.beir_url, entry.beir_md5))
     if entry.study_url is not None:
         sources.append((entry.study_url, None))
-    return sources
+    if mirror:
+        sources = [(f"{mirror.rstrip('/')}/{_archive_name(url)}", md5) for url, md5 in sources]
+    unique: dict[str, str | None] = {}
+    for url, md5 in sources:  # a mirror serves BEIR's and the study's zip under one name
+        unique.setdefault(url, md5)
+    return list(unique.items())
+
+
+def _archive_name(url: str) -> str:
+    return PurePosixPath(urllib.parse.urlsplit(url).path).name
 
 
 def _fetch_with_resume(url: str, part: Path, *, progress: bool) -> None:
@@ -968,23 +1156,132 @@ def _file_digests(path: Path) -> tuple[str, str]:
     return md5.hexdigest(), sha256.hexdigest()
 
 
-def _extract_archive(archive: Path, root: Path) -> None:
-    """Unzip into ``root``, refusing members that would land outside it."""
-    with zipfile.ZipFile(archive) as bundle:
-        for member in bundle.namelist():
-            target = (root / member).resolve()
-            if not target.is_relative_to(root.resolve()):
-                raise DatasetUnavailableError(
-                    f"{archive}: member {member!r} would be written outside {root}; "
-                    "the archive is not a dataset release, delete it."
-                )
-        bundle.extractall(root)
+def _check_members(archive: Path, names: list[str], destination: Path) -> None:
+    for name in names:
+        if not (destination / name).resolve().is_relative_to(destination):
+            raise DatasetUnavailableError(
+                f"{archive}: member {name!r} would be written outside {destination}; "
+                "the archive is not a dataset release, delete it."
+            )
+
+
+def _unpack(archive: Path, destination: Path) -> None:
+    """Unpack a zip or tar archive into ``destination``, refusing members that would land
+    outside it; of a tar archive only regular files and folders are unpacked (no links)."""
+    destination = destination.resolve()
+    if zipfile.is_zipfile(archive):
+        with zipfile.ZipFile(archive) as bundle:
+            _check_members(archive, bundle.namelist(), destination)
+            bundle.extractall(destination)
+        return
+    if not tarfile.is_tarfile(archive):
+        raise DatasetUnavailableError(f"{archive} is neither a zip nor a tar archive")
+    with tarfile.open(archive) as bundle:
+        members = [m for m in bundle.getmembers() if m.isfile() or m.isdir()]
+        _check_members(archive, [m.name for m in members], destination)
+        for member in members:
+            target = destination / member.name
+            if member.isdir():
+                target.mkdir(parents=True, exist_ok=True)
+                continue
+            target.parent.mkdir(parents=True, exist_ok=True)
+            with bundle.extractfile(member) as source, target.open("wb") as sink:
+                shutil.copyfileobj(source, sink)
 
 
 def _partial_download_path(root: Path, key: str, url: str) -> Path:
     """One ``.part`` file per source, so bytes from two servers are never spliced together."""
     tag = hashlib.sha256(url.encode("utf-8")).hexdigest()[:8]
-    return root / f"{key}.{tag}.zip.part"
+    name = _archive_name(url)
+    suffix = ".tar.gz" if name.endswith(".tar.gz") else PurePosixPath(name).suffix
+    return root / f"{key}.{tag}{suffix}.part"
+
+
+def _verify_archive(entry: DatasetEntry, part: Path, url: str, md5: str | None) -> None:
+    """Check a complete download against its published MD5; delete it on a mismatch."""
+    actual_md5, actual_sha256 = _file_digests(part)
+    if md5 is None and entry.original is not None:
+        logger.info(
+            "%s: sha256 %s (no published checksum; the converted files are checked instead)",
+            url,
+            actual_sha256,
+        )
+    elif md5 is None:
+        logger.warning(
+            "%s: no published checksum, cannot verify; sha256 of the download is %s",
+            url,
+            actual_sha256,
+        )
+    elif actual_md5 != md5:
+        part.unlink()
+        raise DatasetChecksumError(
+            f"{url}: MD5 {actual_md5} does not match the published {md5}; the download "
+            f"was deleted, run download_dataset({entry.key!r}) again or fetch the zip by hand."
+        )
+    else:
+        logger.info("%s: MD5 verified (%s); sha256 %s", url, md5, actual_sha256)
+
+
+def _verify_conversion(original: OriginalDistribution, staged: Path, url: str) -> None:
+    """Check the converted BEIR files in ``staged`` against the project's checksums."""
+    mismatches = []
+    for name, expected in original.converted_sha256:
+        path = staged / name
+        actual = _file_digests(path)[1] if path.is_file() else "none (file not written)"
+        if actual != expected:
+            mismatches.append(f"{name} has sha256 {actual}, expected {expected}")
+    if mismatches:
+        raise DatasetChecksumError(
+            f"{url}: the converted files differ from the project's copy ({'; '.join(mismatches)}). "
+            "Nothing was installed and the download was deleted. The archive is not the one the "
+            f"project's copy was converted from; copy that copy (../shared/datasets/{staged.name}) "
+            "into the data root instead."
+        )
+
+
+def _install(
+    entry: DatasetEntry, archive: Path, folder: Path, splits: tuple[str, ...], url: str
+) -> None:
+    """Unpack ``archive`` (and convert it, for an original distribution) into ``folder``.
+
+    The work happens in a staging folder beside ``folder``: files are moved into place only once
+    the whole archive is unpacked, converted and verified, so an interruption never leaves a
+    truncated file where :func:`load_dataset` would read it.
+    """
+    with tempfile.TemporaryDirectory(dir=folder.parent, prefix=f".{entry.key}-staging-") as scratch:
+        staging = Path(scratch)
+        staged = staging / entry.key
+        try:
+            if entry.original is None:
+                _unpack(archive, staging)
+            else:
+                _unpack(archive, staging / "unpacked")
+                corpus, queries, qrels = entry.original.read(staging / "unpacked")
+                write_beir_folder(staged, corpus=corpus, queries=queries, qrels=qrels)
+        except (DatasetUnavailableError, zipfile.BadZipFile, tarfile.TarError) as error:
+            raise DatasetUnavailableError(
+                f"{url} did not give a readable archive ({error}); it was kept as {archive} for "
+                f"inspection. {entry.download_hint()}"
+            ) from None
+        except (FileNotFoundError, ValueError) as error:  # the reader's: a file absent or malformed
+            raise DatasetUnavailableError(
+                f"{url}: cannot convert the archive ({error}); it was kept as {archive} for "
+                "inspection."
+            ) from None
+        if entry.original is not None:
+            _verify_conversion(entry.original, staged, url)
+        lacking = missing_files(staged, splits)
+        if lacking:
+            raise DatasetUnavailableError(
+                f"{url} unpacked without {', '.join(f'{entry.key}/{n}' for n in lacking)}; the "
+                f"archive must hold a top-level {entry.key}/ folder in BEIR layout with the "
+                f"qrels of the splits {', '.join(splits)}. It was kept as {archive}."
+            )
+        for path in sorted(staged.rglob("*")):
+            if path.is_file():
+                target = folder / path.relative_to(staged)
+                target.parent.mkdir(parents=True, exist_ok=True)
+                os.replace(path, target)
 
 
 def download_dataset(
@@ -993,90 +1290,208 @@ def download_dataset(
     *,
     progress: bool = True,
     sources: list[tuple[str, str | None]] | None = None,
+    splits: Iterable[str] | None = None,
+    mirror: str | None = None,
 ) -> Path:
     """Download a registry dataset into the data root, resuming and verifying it.
 
-    The archive is fetched to ``<root>/<key>.<url tag>.zip.part``; an interrupted download
-    leaves that file in place and the next call continues it with an HTTP ``Range`` request.
-    A complete archive is checked against its published MD5 when one is known (BEIR's 13
-    sets); otherwise its sha256 is logged as unverified. On a checksum mismatch the ``.part``
-    file is deleted (resuming it could never succeed) and :class:`DatasetChecksumError` is
-    raised. A verified archive is unzipped into the root (giving ``<root>/<key>/``), then
-    deleted.
+    The archive is fetched to ``<root>/<key>.<url tag>.<suffix>.part``; an interrupted
+    download leaves that file in place and the next call continues it with an HTTP ``Range``
+    request. A complete archive is checked against its published MD5 when one is known (BEIR's
+    13 sets); on a mismatch the ``.part`` file is deleted (resuming it could never succeed) and
+    :class:`DatasetChecksumError` is raised. An archive without a published checksum is logged
+    with its sha256 as unverified, except an original distribution (Cranfield's SMART files),
+    which is converted to BEIR layout by the project's reader and verified file by file against
+    the checksums of the project's copy (:class:`OriginalDistribution`). The files are unpacked
+    or converted in a staging folder and moved into ``<root>/<key>/`` once complete; then the
+    archive is deleted.
 
-    Sources are tried in order, BEIR's official location before the study's release, and the
-    next one is used when a source cannot be reached.
+    Sources are tried in order (the original distribution or BEIR's official location before
+    the study's release), and the next one is used when a source cannot be reached.
 
-    Used in the book's *Running at paper scale* instructions (README).
+    Used by ``robustir data fetch`` and ``make book`` (README, *Two commands*).
 
     Args:
         key: a key of :data:`DATASETS`.
         data_root: destination root; see :func:`data_root`.
         progress: show a byte progress bar (also silenced by ``TQDM_DISABLE``).
-        sources: ``(url, md5 or None)`` pairs overriding the registry's (mirrors, tests).
+        sources: ``(url, md5 or None)`` pairs overriding the registry's (tests).
+        splits: the qrels splits the folder must hold; default the entry's. A folder that
+            already holds them is left alone, without any network access.
+        mirror: base URL of a mirror serving the registry's archives under their file names
+            (``<mirror>/scifact.zip``), checked as the originals are; default
+            ``$ROBUSTIR_DATA_MIRROR``. Ignored when ``sources`` is given.
 
     Returns:
         The dataset folder ``<root>/<key>``.
 
     Raises:
         UnknownDatasetError: ``key`` is not in the registry.
-        DatasetUnavailableError: no source could be reached (offline) or the archive lacks
-            ``<key>/corpus.jsonl``; the message says where to put the files by hand.
-        DatasetChecksumError: the archive does not match its published MD5.
+        DatasetDownloadError: no source could be reached (offline); the message says where to
+            put the files by hand.
+        DatasetUnavailableError: the entry has no download, or the archive is unreadable or
+            lacks a needed file (it is kept for inspection).
+        DatasetChecksumError: the archive does not match its published MD5, or a converted file
+            differs from the project's copy (the message names the file).
     """
     entry = get_dataset_entry(key)
     root = _resolve_data_root(data_root)
     folder = root / key
-    if (folder / CORPUS_FILE).is_file():
+    splits = tuple(entry.splits if splits is None else splits)
+    if not missing_files(folder, splits):
         logger.info("%s already present in %s; nothing to download", key, folder)
         return folder
-    candidates = _download_sources(entry) if sources is None else sources
-    if not candidates:
+    if sources is None:
+        sources = _download_sources(entry, mirror or os.environ.get(DATA_MIRROR_ENV))
+    if not sources:
         raise DatasetUnavailableError(f"{entry.download_hint()} Expected folder: {folder}.")
     root.mkdir(parents=True, exist_ok=True)
     failures: list[str] = []
-    for url, md5 in candidates:
+    for url, md5 in sources:
         part = _partial_download_path(root, key, url)
         try:
             _fetch_with_resume(url, part, progress=progress)
         except (urllib.error.URLError, OSError, http.client.HTTPException) as error:
             failures.append(f"{url}: {getattr(error, 'reason', error)}")
-            logger.warning("could not download %s (%s)", url, failures[-1])
+            logger.info("could not download %s; trying the next source, if any", failures[-1])
             continue
-        actual_md5, actual_sha256 = _file_digests(part)
-        if md5 is None:
-            logger.warning(
-                "%s: no published checksum, cannot verify; sha256 of the download is %s",
-                url,
-                actual_sha256,
-            )
-        elif actual_md5 != md5:
-            part.unlink()
-            raise DatasetChecksumError(
-                f"{url}: MD5 {actual_md5} does not match the published {md5}; the download "
-                f"was deleted, run download_dataset({key!r}) again or fetch the zip by hand."
-            )
-        else:
-            logger.info("%s: MD5 verified (%s); sha256 %s", url, md5, actual_sha256)
+        _verify_archive(entry, part, url, md5)
         archive = part.with_suffix("")
         part.replace(archive)
         try:
-            _extract_archive(archive, root)
-        except zipfile.BadZipFile as error:
-            raise DatasetUnavailableError(
-                f"{url} did not return a zip archive ({error}); it was kept as {archive} for "
-                f"inspection. {entry.download_hint()}"
-            ) from None
+            _install(entry, archive, folder, splits, url)
+        except DatasetChecksumError:
+            archive.unlink()  # not the archive the checksums describe: fetching it again won't help
+            raise
         archive.unlink()
-        if not (folder / CORPUS_FILE).is_file():
-            raise DatasetUnavailableError(
-                f"{url} unpacked into {root} but {folder / CORPUS_FILE} is missing; the archive "
-                f"must hold a top-level {key}/ folder in BEIR layout."
-            )
         return folder
-    raise DatasetUnavailableError(
+    raise DatasetDownloadError(
         f"could not download dataset {key!r} ({'; '.join(failures)}). Offline? Put the files "
-        f"by hand in {folder}: {CORPUS_FILE}, {QUERIES_FILE} and {QRELS_DIR}/<split>.tsv. "
+        f"by hand in {folder}: {', '.join(missing_files(folder, splits))}. "
         f"{entry.download_hint()} Partial downloads, if any, are kept as "
-        f"{root / (key + '.*.zip.part')} and resumed on the next call."
+        f"{root / (key + '.*.part')} and resumed on the next call.",
+        failures,
     )
+
+
+# --------------------------------------------------------------------------- data before jobs
+
+
+@dataclass(frozen=True)
+class DatasetNeed:
+    """A dataset folder and the qrels splits that must be loadable from it.
+
+    Attributes:
+        folder: the dataset folder; its name is the registry key when it has one.
+        splits: the qrels splits to be loaded, e.g. ``("test", "train")``.
+    """
+
+    folder: Path
+    splits: tuple[str, ...]
+
+    @property
+    def name(self) -> str:
+        """The dataset's name (the folder's)."""
+        return self.folder.name
+
+    def missing(self) -> list[str]:
+        """The files the folder lacks (:func:`missing_files`)."""
+        return missing_files(self.folder, self.splits)
+
+
+class MissingDatasetsError(DatasetUnavailableError):
+    """Datasets are missing or incomplete; the one message lists every file and how to get it."""
+
+
+def _listing(lacking: list[tuple[DatasetNeed, str]]) -> str:
+    return "\n".join(f"  {need.name}: {detail}" for need, detail in lacking)
+
+
+def check_datasets(needs: Iterable[DatasetNeed], *, fetch_command: str) -> None:
+    """Fail with one message unless every dataset folder holds the files its splits need.
+
+    Used by the grid runner before any job starts (:func:`robustir.preflight.check_grid_datasets`).
+
+    Args:
+        needs: the folders and splits to check.
+        fetch_command: the command that fetches what is missing, named in the message.
+
+    Raises:
+        MissingDatasetsError: every folder that lacks files, with the files, where they go and
+            the command that fetches them.
+    """
+    lacking = [
+        (need, f"{', '.join(files)} not found in {need.folder}")
+        for need in needs
+        if (files := need.missing())
+    ]
+    if lacking:
+        raise MissingDatasetsError(
+            f"{len(lacking)} dataset(s) are missing or incomplete:\n{_listing(lacking)}\n"
+            f"Fetch them with `{fetch_command}` on a machine with internet (`make book` does "
+            "this first), or put the BEIR-format files there by hand, e.g. copies of "
+            "../shared/datasets/<name> (the data root is $ROBUSTIR_DATA, else ./data). "
+            "No job was started."
+        )
+
+
+def fetch_datasets(
+    needs: Iterable[DatasetNeed], *, progress: bool = True, mirror: str | None = None
+) -> list[Path]:
+    """Download every dataset whose folder lacks files, and report all failures at once.
+
+    Used by ``robustir data fetch`` and ``make book`` (README, *Two commands*).
+
+    Args:
+        needs: folders (named by registry keys) and the splits each must hold.
+        progress: show byte progress bars.
+        mirror: see :func:`download_dataset`.
+
+    Returns:
+        The folders downloaded (those already complete are left alone and not listed).
+
+    Raises:
+        MissingDatasetsError: one or more datasets could not be fetched; the message lists each
+            with its reason, the archives to fetch and where to put the files by hand.
+    """
+    fetched: list[Path] = []
+    failed: list[tuple[DatasetNeed, str]] = []
+    for need in needs:
+        if not need.missing():
+            continue
+        if need.name not in DATASETS:
+            failed.append((need, "not in the dataset registry; only a copy by hand will do"))
+            continue
+        try:
+            fetched.append(
+                download_dataset(
+                    need.name,
+                    need.folder.parent,
+                    progress=progress,
+                    splits=need.splits,
+                    mirror=mirror,
+                )
+            )
+        except DatasetDownloadError as error:
+            failed.append((need, "; ".join(error.failures)))
+        except (DatasetUnavailableError, DatasetChecksumError) as error:
+            failed.append((need, str(error)))
+    if failed:
+        archives = sorted(
+            {
+                _archive_name(url)
+                for need, _ in failed
+                if need.name in DATASETS
+                for url, _ in _download_sources(DATASETS[need.name], None)
+            }
+        )
+        by_hand = "\n".join(f"  {need.folder}: {', '.join(need.missing())}" for need, _ in failed)
+        raise MissingDatasetsError(
+            f"could not fetch {len(failed)} dataset(s):\n{_listing(failed)}\n"
+            f"Offline? Fetch them on a machine with internet, or from a local mirror "
+            f"({DATA_MIRROR_ENV}=<base URL> serving {', '.join(archives) or 'nothing known'}), "
+            f"or put the BEIR-format files there by hand (e.g. copies of "
+            f"../shared/datasets/<name>):\n{by_hand}\n"
+            "Partial downloads are kept beside those folders and resumed next time."
+        )
+    return fetched

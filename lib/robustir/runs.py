@@ -71,6 +71,7 @@ import yaml
 import robustir
 from robustir.cache import atomic_write_text
 from robustir.models import MODELS
+from robustir.preflight import check_grid_datasets
 from robustir.results import ResultStore, params_hash
 
 logger = logging.getLogger(__name__)
@@ -559,6 +560,8 @@ def run_grid(grid: Grid, *, force: bool = False, executor: str = "local",
     Raises:
         RunError: At least one job failed; the others still ran and were recorded.
         ValueError: Unknown executor, or a scheduler without the Dask executor.
+        robustir.data.MissingDatasetsError: A dataset the jobs to run read is missing or
+            incomplete; checked before any job starts (:mod:`robustir.preflight`).
 
     Used in the book: "Reproducing at paper scale" (``robustir run``).
     """
@@ -571,6 +574,7 @@ def run_grid(grid: Grid, *, force: bool = False, executor: str = "local",
         raise ValueError(f"workers must be at least 1, got {workers}")
     pending = [job for job in grid.jobs if force or not job_finished(grid, job)]
     skipped = [job.label for job in grid.jobs if job not in pending]
+    check_grid_datasets(grid, pending)
     logger.info("%s: %d job(s), %d finished, %d to run with the %s executor (%d worker(s))",
                 grid.path, len(grid.jobs), len(skipped), len(pending), executor, workers)
     ran: list[str] = []
