@@ -27,7 +27,8 @@
 
 # %% tags=["parameters"]
 model = "minilm"  # catalog key, model folder, .yaml model spec or mapping (robustir.model_sources)
-dataset = "scifact"  # dataset key under the data root; needs a training split
+dataset = "scifact"  # dataset key under the data root (evaluation)
+attacker_dataset = None  # the attacker's training qrels; None: the registry's (nq: nq-train)
 attacker_split = "train"  # the attacker's queries and gold passages
 split = "test"  # evaluation split (clean queries, poisoned corpus)
 n_passages = 10  # N, the number of clusters and of adversarial passages (the study 10 and 50)
@@ -65,10 +66,10 @@ config = HotFlipConfig(
 )
 spec = resolve_model(model)
 evaluations = run_corpus_poisoning(
-    spec, dataset, config, attacker_split=attacker_split, split=split, data_root=data_root,
-    output=output, cache=EmbeddingCache(cache_dir), device=device, max_length=max_length,
-    dtype=dtype, attack_dtype="bfloat16" if bf16 else None, tie_rule=tie_rule,
-    baselines=baselines,
+    spec, dataset, config, attacker_dataset=attacker_dataset, attacker_split=attacker_split,
+    split=split, data_root=data_root, output=output, cache=EmbeddingCache(cache_dir),
+    device=device, max_length=max_length, dtype=dtype,
+    attack_dtype="bfloat16" if bf16 else None, tie_rule=tie_rule, baselines=baselines,
 )
 
 # %% [markdown]

@@ -49,7 +49,7 @@ from myst_nb import glue
 
 from robustir import plots
 from robustir.experiments import generalizability as experiment_module
-from robustir.stats.factors import QueryTypeClassifierUnavailable, query_type_classifier
+from robustir.query_types import QueryTypeClassifierUnavailable, query_type_classifier
 from robustir.stats.mixed import fit_mixed
 
 logging.basicConfig(level=logging.WARNING)
@@ -152,8 +152,9 @@ glue("residual_sd", float(variance.loc["Residual", "dataset only"]), display=Fal
 # ## 3. Query type (NF-CATS)
 #
 # The study's query-type factor labels every query with the NF-CATS classifier
-# (`Lurunchik/nf-cats`, protocol §3.2). The book loads it by id when the model hub (or a local
-# copy) is available.
+# (`Lurunchik/nf-cats`, protocol §3.2) in the study's own head (a RoBERTa encoder, its own
+# pooler and a two-layer Mish head, `robustir.query_types`). The book loads it by id when the
+# model hub (or a local copy) is available.
 
 # %%
 query_type_status = "not attempted"

@@ -21,17 +21,19 @@
 # system, the Pearson r in the title with the study's `*` (p < 0.05) and `**` (p < 0.01).
 #
 # Panels whose stability results are absent from the store are skipped with a note. Each point
-# is one system's seed mean; the study had 7 systems per panel and the offline book has the
-# catalog's offline encoders, so every coefficient rests on a handful of points and carries a
-# wide interval, printed beside it. A correlation is computed and drawn only where a panel has
-# at least four distinct values on each axis. Systems below a floor of clean effectiveness are
-# *controls*: their relative drop rates divide by a near-zero score, so they are drawn in a
-# separate panel and never enter a correlation.
+# is one system's seed mean; the study had 7 systems per panel (its 8 dense RQ1 systems without
+# Contriever, whose geometry it computed but did not correlate; protocol §1.6) and the offline
+# book has the catalog's offline encoders, so every coefficient rests on a handful of points and
+# carries a wide interval, printed beside it. A correlation is computed and drawn only where a
+# panel has at least four distinct values on each axis. Systems below a floor of clean
+# effectiveness are *controls*: their relative drop rates divide by a near-zero score, so they
+# are drawn in a separate panel and never enter a correlation.
 
 # %% tags=["parameters"]
 output = "results"  # results-store root
 reference_dir = "../shared/reference"  # the study's published CSV files
 models = None  # systems to include; None: every model with geometry results
+correlation_models = None  # systems of the Figure 2-3 panels and tests; None: all with geometry
 clean_measure = "nDCG@10"  # clean effectiveness, used as colour and as the partial control
 chance_level = 0.05  # clean nDCG@10 below which a system is a control, not a headline point
 asr_measure = "ASR@20"  # measure of experiment `corpus_poisoning`
@@ -117,7 +119,8 @@ pd.concat(
 # level too) and the attack success rate of corpus poisoning.
 
 # %%
-panels = experiment.stability_panels(output, models=models, clean_measure=clean_measure,
+panels = experiment.stability_panels(output, models=correlation_models or models,
+                                     clean_measure=clean_measure,
                                      floor=chance_level, asr_measure=asr_measure,
                                      asr_variant=asr_variant)
 controls = sorted(set(panels.loc[panels["control"], "model"]))
@@ -125,6 +128,15 @@ if controls:
     display(Markdown(
         f"Controls (clean {clean_measure} below {chance_level}), drawn apart and left out of "
         "every correlation: " + ", ".join(controls) + "."))
+if correlation_models is not None:
+    absent = sorted(set(correlation_models) - set(geometry_table["model"]))
+    if absent:
+        display(Markdown("*No geometry results for " + ", ".join(absent) + " (named in "
+                         "`correlation_models`): they are absent from every panel.*"))
+    left_out = sorted(set(geometry_table["model"]) - set(correlation_models))
+    if left_out:
+        display(Markdown("Geometry reported above but left out of the correlation panels "
+                         "(`correlation_models`): " + ", ".join(left_out) + "."))
 
 
 def pearson(x, y):

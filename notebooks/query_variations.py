@@ -73,8 +73,9 @@ print(f"{spec.display_name} on {data.name}/{data.split}: {provenance['family_dis
 #
 # A sample of changed queries, with the generator whose candidate was drawn. Each generator of
 # the family proposes one candidate per query and one candidate is chosen uniformly; a
-# generator without a candidate (or one that fails, like the QWERTY typo on a digit) proposes
-# the query itself, so some variants equal the original.
+# generator without a candidate (the QWERTY typo on a query whose eligible words all drew a
+# digit or a symbol) proposes the query itself, and a reordering may swap two identical words,
+# so some variants equal the original.
 
 # %%
 changed = [v for v in run.variations.variations.values() if v.changed]

@@ -255,30 +255,41 @@ def test_poisoning_table_reports_mean_and_population_std_over_seeds():
         poisoning_table(summaries, "ASR@7")
 
 
-@pytest.fixture(scope="module")
-def scifact_attack_folder(scifact, tmp_path_factory):
-    """A BEIR folder named scifact with 40 train and 20 test queries, their golds, 40 others."""
-    train, test = scifact
-    train_q, test_q = list(train.qrels)[:40], list(test.qrels)[:20]
-    docs = {d for q in train_q for d in train.qrels[q]} | {d for q in test_q for d in test.qrels[q]}
-    docs |= set(list(train.corpus)[:40])
-    folder = tmp_path_factory.mktemp("attack-data") / "scifact"
+def _write_beir_folder(folder, splits, corpus):
+    """A BEIR folder with ``corpus`` and, per split name, the (dataset, query ids) to judge."""
     (folder / "qrels").mkdir(parents=True)
     with (folder / "corpus.jsonl").open("w") as out:
-        for d in sorted(docs & set(train.corpus)):
-            out.write(json.dumps({"_id": d, **train.corpus[d]}) + "\n")
+        for d in sorted(corpus):
+            out.write(json.dumps({"_id": d, **corpus[d]}) + "\n")
     with (folder / "queries.jsonl").open("w") as out:
-        for q in train_q:
-            out.write(json.dumps({"_id": q, "text": train.queries[q]}) + "\n")
-        for q in test_q:
-            out.write(json.dumps({"_id": q, "text": test.queries[q]}) + "\n")
-    for split, dataset, qids in (("train", train, train_q), ("test", test, test_q)):
+        for dataset, qids in splits.values():
+            for q in qids:
+                out.write(json.dumps({"_id": q, "text": dataset.queries[q]}) + "\n")
+    for split, (dataset, qids) in splits.items():
         with (folder / "qrels" / f"{split}.tsv").open("w") as out:
             out.write("query-id\tcorpus-id\tscore\n")
             for q in qids:
                 for d, grade in dataset.qrels[q].items():
                     out.write(f"{q}\t{d}\t{grade}\n")
     return folder
+
+
+@pytest.fixture(scope="module")
+def attack_splits(scifact):
+    """40 SciFact train and 20 test queries, and a corpus of their golds and 40 others."""
+    train, test = scifact
+    train_q, test_q = list(train.qrels)[:40], list(test.qrels)[:20]
+    docs = {d for q in train_q for d in train.qrels[q]} | {d for q in test_q for d in test.qrels[q]}
+    docs |= set(list(train.corpus)[:40])
+    corpus = {d: train.corpus[d] for d in docs & set(train.corpus)}
+    return {"train": (train, train_q), "test": (test, test_q)}, corpus
+
+
+@pytest.fixture(scope="module")
+def scifact_attack_folder(attack_splits, tmp_path_factory):
+    """A BEIR folder named scifact with both splits of :func:`attack_splits`."""
+    splits, corpus = attack_splits
+    return _write_beir_folder(tmp_path_factory.mktemp("attack-data") / "scifact", splits, corpus)
 
 
 def _poison(*argv):
@@ -329,3 +340,22 @@ def test_poison_command_rejects_bad_settings_with_a_message(capsys):
                 "--iterations", "3", "--seed", "1")
     assert exit_status.value.code == 2
     assert "--n-passages: must be at least 1, got 0" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_nq_is_attacked_with_the_training_qrels_of_nq_train(attack_splits, tmp_path, capsys):
+    # BEIR's layout: nq holds the test qrels only, nq-train the training qrels (protocol §5.1)
+    splits, corpus = attack_splits
+    root = tmp_path / "data"
+    _write_beir_folder(root / "nq", {"test": splits["test"]}, corpus)
+    _write_beir_folder(root / "nq-train", {"train": splits["train"]}, corpus)
+    output = tmp_path / "results"
+    assert _poison("--model", "minilm", "--dataset", "nq", "--n-passages", "1", "--iterations", "2",
+                   "--seed", "5", "--candidates", "4", "--passage-length", "8", "--batch-size", "8",
+                   "--no-baselines", "--quiet", "--data-root", str(root), "--output", str(output)) == 0
+    entry = output / "corpus_poisoning/minilm/nq/hotflip_N1/seed-5"
+    params = json.loads((entry / "params.json").read_text())
+    assert (params["dataset"], params["split"]) == ("nq", "test")
+    assert (params["attacker_dataset"], params["attacker_split"]) == ("nq-train", "train")
+    (passages_file,) = (output / "corpus_poisoning_passages/minilm/nq").glob("*.json")
+    assert passages_file.name.startswith("nq-train_train_attacked_documents_seed_5_minilm_")

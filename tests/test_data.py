@@ -379,6 +379,27 @@ def test_registry_holds_the_study_27_entries():
     assert data.DATASETS["cranfield"].study_url is None
 
 
+def test_nq_is_attacked_with_the_nq_train_collection():
+    # protocol §5.1: the attacker uses the training qrels, which for NQ live in nq-train
+    entry = data.DATASETS["nq-train"]
+    assert entry.splits == ("train",) and entry.queries_scored == 0
+    assert entry.study_url == "https://public.ukp.informatik.tu-darmstadt.de/thakur/BEIR/datasets/nq-train.zip"
+    assert data.DATASETS["nq"].attacker_dataset == "nq-train"
+    assert {key: data.attacker_dataset_for(key) for key in ("nq", "hotpotqa", "msmarco", "scifact")} \
+        == {"nq": "nq-train", "hotpotqa": "hotpotqa", "msmarco": "msmarco", "scifact": "scifact"}
+    assert data.attacker_dataset_for("/data/my-nq") == "/data/my-nq"  # a folder: itself
+    assert "nq-train" not in data.STUDY_DATASETS and data.ATTACKER_DATASETS == {"nq-train"}
+
+
+def test_nq_training_split_loads_from_nq_train_only(tmp_path):
+    write_dataset(tmp_path / "nq")  # BEIR's nq: test qrels only
+    write_dataset(tmp_path / "nq-train", split="train")
+    with pytest.raises(DatasetUnavailableError, match="'nq' has no split 'train'"):
+        data.load_dataset("nq", "train", tmp_path)  # what the attack loaded before the mapping
+    train = data.load_dataset(data.attacker_dataset_for("nq"), "train", tmp_path)
+    assert (train.name, train.split, len(train.qrels)) == ("nq-train", "train", 2)
+
+
 # --------------------------------------------------------------------------- downloads (local only)
 
 

@@ -125,6 +125,15 @@ def test_default_grid_needs_scifact_with_its_training_split_and_cranfield(monkey
                      data.DatasetNeed(Path("/data/cranfield"), ("test",))]
 
 
+def test_paper_grid_needs_nq_train_for_the_nq_attacker_and_nq_for_the_rest(monkeypatch):
+    # BEIR's nq has no train qrels: the attack reads them from nq-train (protocol §5.1)
+    monkeypatch.setenv(data.DATA_ROOT_ENV, "/data")
+    needs = {need.name: need.splits
+             for need in grid_dataset_needs(load_grid(REPO / "configs" / "paper.yaml", base=REPO))}
+    assert needs["nq"] == ("test",) and needs["nq-train"] == ("train",)
+    assert needs["hotpotqa"] == ("test", "train") and set(needs["msmarco"]) >= {"dev", "train"}
+
+
 def test_an_incomplete_dataset_is_named_with_only_what_it_lacks(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv(data.DATA_ROOT_ENV, str(tmp_path / "data"))

@@ -54,15 +54,17 @@ def _write_store(root: Path, *, chance_model: str | None = None, absolute: bool 
                                   {"model": model, "family": family}, per_query, summary)
 
 
-def _run_summary(tmp_path: Path) -> tuple[list[dict], str, dict[str, str]]:
-    """Execute the notebook on ``tmp_path/results``: outputs, markdown text, glued values."""
+def _run_summary(tmp_path: Path, **parameters) -> tuple[list[dict], str, dict[str, str]]:
+    """Execute the notebook on ``tmp_path/results`` (with extra ``parameters``): outputs,
+    markdown text, glued values."""
     notebook = jupytext.read(ROOT / "notebooks" / "geometry_summary.py")
     source = tmp_path / "geometry_summary.ipynb"
     jupytext.write(notebook, source)
     executed = tmp_path / "executed.ipynb"
     papermill.execute_notebook(
         str(source), str(executed), cwd=str(ROOT), progress_bar=False, kernel_name="python3",
-        parameters={"output": str(tmp_path / "results"), "reference_dir": str(REFERENCE)},
+        parameters={"output": str(tmp_path / "results"), "reference_dir": str(REFERENCE),
+                    **parameters},
     )
     cells = json.loads(executed.read_text())["cells"]
     outputs = [output for cell in cells if cell["cell_type"] == "code" for output in cell["outputs"]]
@@ -129,3 +131,14 @@ def test_a_system_at_chance_is_drawn_apart_as_a_control(tmp_path):
     assert glued["geometry_max_panel_systems"] == "5"
     figures = sum("image/png" in o.get("data", {}) for o in outputs)
     assert figures == 4  # Figure 2, its absolute-change twin, the controls, the scaling figure
+
+
+@pytest.mark.skipif(not REFERENCE.is_dir(), reason="needs ../shared/reference")
+def test_correlation_models_choose_the_panel_systems_and_keep_the_geometry_of_all(tmp_path):
+    # as paper.yaml leaves Contriever out of Figures 2-3 while its geometry is still reported
+    _write_store(tmp_path / "results")
+    outputs, text, glued = _run_summary(tmp_path, correlation_models=MODELS[1:] + ["absent_model"])
+    assert glued["geometry_n_encoders"] == "6"  # the geometry table still has every system
+    assert glued["geometry_max_panel_systems"] == "5"
+    assert "left out of the correlation panels (`correlation_models`): minilm." in text
+    assert "No geometry results for absent_model" in text

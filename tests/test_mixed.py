@@ -326,14 +326,3 @@ def test_study_table_fit_means_and_contrasts_match_lme4_emmeans(r_reference):
     tests = fit.joint_tests(ddf="asymptotic")
     check(tests, "term", "joint_F", "F_ratio", atol=5e-4)  # emmeans rounds F to 3 decimals
     check(tests.assign(df1=tests.df1.astype(float)), "term", "joint_df1", "df1")
-
-
-def test_query_type_classifier_offline_raises_clear_error(monkeypatch):
-    from robustir.stats.factors import (
-        QueryTypeClassifierUnavailable,
-        query_type_classifier,
-    )
-
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    with pytest.raises(QueryTypeClassifierUnavailable, match="no-such-classifier.*query-type factor is unavailable"):
-        query_type_classifier("robustir-test/no-such-classifier", tokenizer_id="robustir-test/no-such-tokenizer")

@@ -10,6 +10,7 @@ from collections import Counter
 import pytest
 from robustir.perturb import (
     ENGLISH_STOPWORDS,
+    Family,
     FamilyUnavailable,
     VariationSet,
     generate_variations,
@@ -17,7 +18,6 @@ from robustir.perturb import (
     query_words,
     resolve_family,
 )
-from robustir.perturb.augment import GeneratorFailure
 from robustir.perturb.naturalize import StopwordRemoval
 from robustir.perturb.reorder import WordInnerSwap
 from robustir.perturb.stopwords import ENGLISH_STOPWORD_SET
@@ -91,11 +91,7 @@ def test_typo_changes_one_eligible_word_by_its_own_edit(generator_class):
     for seed in SEEDS:
         rng = random.Random(seed)
         for text in QUERIES.values():
-            try:
-                variant = generator(text, rng)
-            except GeneratorFailure:  # QWERTY drew "'" in "Alzheimer's": the study keeps the query
-                assert generator_class is QwertySubstitution and "'" in text
-                continue
+            variant = generator(text, rng)
             diff = changed_words(text, variant)
             assert len(diff) <= 1, (text, variant)  # under 20 words: one word at most
             if diff:
@@ -126,12 +122,49 @@ def test_neighbouring_swap_of_equal_letters_is_discarded():
     assert NeighbouringCharacterSwap()("aaa", random.Random(3)) == "aaa"
 
 
-def test_qwerty_fails_on_a_character_without_neighbours_and_the_fixed_variant_does_not():
-    with pytest.raises(GeneratorFailure):
-        QwertySubstitution()("2024 1999", random.Random(0))
+def test_qwerty_without_a_neighbour_anywhere_keeps_the_query_and_the_fixed_variant_edits():
+    assert QwertySubstitution()("2024 1999", random.Random(0)) == "2024 1999"
     variant = FixedQwertySubstitution()("2024 1999", random.Random(0))
     (old, new), = changed_words("2024 1999", variant)
     assert substitution(old, new)[1] in QWERTY_NEIGHBOURS  # a lower-case key of the table
+
+
+def qwerty_variants(queries: dict[str, str], seeds) -> list:
+    """QWERTY variants drawn through the family loop of protocol §4.2, where a generator without
+    a candidate for a query contributes the query itself."""
+    family = Family("mispelling", "Misspelling", (QwertySubstitution(),))
+    return [variant for seed in seeds
+            for variant in generate_variations(queries, family, seed, dataset="toy").variations.values()]
+
+
+@pytest.mark.parametrize("text, awkward", [
+    ("when did the 2018 world cup start", "2018"),  # the issue's case: a digit
+    ("risk factors for Alzheimer's disease", "Alzheimer's"),  # an apostrophe
+    ("does e-mail reduce productivity", "e-mail"),  # a hyphen
+    ("why is naïve bayes naïve", "naïve"),  # a non-ASCII letter
+])
+def test_qwerty_skips_only_the_word_whose_drawn_character_has_no_neighbour(text, awkward):
+    # TextAttack 0.3.10: that word has no candidate, another eligible word is still edited.
+    # When the whole generator failed instead, the query stayed unchanged whenever a draw in
+    # `awkward` hit the digit or symbol: in every draw for "2018". Now it never does.
+    variants = qwerty_variants({"q": text}, range(300))
+    assert all(v.changed for v in variants)
+    edited = Counter()
+    for variant in variants:
+        for old, new in changed_words(text, variant.text):
+            character, replacement = substitution(old, new)
+            assert replacement in keyboard_neighbours(character)
+            edited[old] += 1
+    assert (awkward in edited) == (awkward != "2018")  # its letters can still be edited
+
+
+def test_qwerty_leaves_almost_no_scifact_query_unchanged(shared_data):
+    from robustir.data import load_dataset
+
+    queries = load_dataset(shared_data / "scifact", "test").queries
+    variants = qwerty_variants(queries, SEEDS)
+    # the whole-query failure left 18.8% of the 300 × 5 draws unchanged; per word: none
+    assert sum(not v.changed for v in variants) / len(variants) < 0.01
 
 
 def test_qwerty_keeps_upper_case():
@@ -140,13 +173,13 @@ def test_qwerty_keeps_upper_case():
     assert substitution("XXX", variant)[1] in "SDZC"
 
 
-def test_failed_generator_contributes_the_original_query():
-    # every eligible character is a digit: QWERTY fails, the others edit; the failure is recorded
-    result = generate_variations({"q": "2024 1999"}, "mispelling", 5, dataset="toy")
-    assert result.provenance["failures_per_generator"] == {"qwerty_substitution": 1}
+def test_generator_without_a_candidate_contributes_the_original_query():
+    # every eligible character is a digit: QWERTY has no candidate, the other generators edit
     runs = [generate_variations({"q": "2024 1999"}, "mispelling", s, dataset="toy") for s in range(40)]
-    chosen_failed = [r.variations["q"] for r in runs if r.variations["q"].generator == "qwerty_substitution"]
-    assert chosen_failed and all(not v.changed and v.text == "2024 1999" for v in chosen_failed)
+    variants = [r.variations["q"] for r in runs]
+    qwerty = [v for v in variants if v.generator == "qwerty_substitution"]
+    assert qwerty and all(not v.changed and v.text == "2024 1999" for v in qwerty)
+    assert all(v.changed for v in variants if v.generator != "qwerty_substitution")
 
 
 def test_long_queries_change_a_tenth_of_their_words():
@@ -170,8 +203,8 @@ def test_non_ascii_text_is_edited_with_ascii_letters():
         assert len(diff) == 1
         old, new = diff[0]
         assert new[inserted_at(old, new)] in string.ascii_letters
-    with pytest.raises(GeneratorFailure):  # accented letters have no keyboard neighbours
-        QwertySubstitution()("éèà", random.Random(0))
+    # accented letters have no keyboard neighbours: no candidate, the query stays
+    assert QwertySubstitution()("éèà", random.Random(0)) == "éèà"
 
 
 def test_reordering_swaps_two_words_and_keeps_the_multiset():
@@ -187,6 +220,17 @@ def test_reordering_swaps_two_words_and_keeps_the_multiset():
 def test_reordering_leaves_one_word_queries_and_identical_words_unchanged():
     assert WordInnerSwap()("insulin?", random.Random(0)) == "insulin?"
     assert WordInnerSwap()("go go", random.Random(0)) == "go go"
+
+
+def test_reordering_counts_the_swap_of_two_identical_words_as_a_candidate():
+    # 7 words, "the" twice: 7 candidates (one partner drawn per word), chosen uniformly; the
+    # swap of the two "the" is drawn from index 2 (partner 5, probability 1/6) or index 5
+    # (partner 2, 1/6), so P(unchanged) = (1/7)(1/6 + 1/6) = 1/21 = 4.76%. Dropping that swap
+    # (the old behaviour) gives 0.
+    text, n = "what is the name of the song", 21_000
+    unchanged = sum(WordInnerSwap()(text, random.Random(seed)) == text for seed in range(n))
+    expected = 1 / 21
+    assert abs(unchanged / n - expected) < 4 * (expected * (1 - expected) / n) ** 0.5
 
 
 def test_naturalizing_removes_stopwords_and_lower_cases():
@@ -285,3 +329,21 @@ def test_paraphrasing_is_unavailable_offline_with_a_reason():
     assert "facebook/m2m100_418M" in status.reason and "model hub" in status.reason
     with pytest.raises(FamilyUnavailable, match="paraphrase"):
         generate_variations(QUERIES, "paraphrase", 5, dataset="toy")
+
+
+def test_variant_file_of_an_older_generator_revision_is_not_reused(tmp_path):
+    from pathlib import Path
+
+    from robustir.data import Dataset
+    from robustir.experiments.query_variations import load_or_generate_variations, variant_file
+
+    data = Dataset(name="toy", split="test", path=Path("toy"), corpus={}, queries=QUERIES,
+                   qrels={}, checksum="")
+    made = load_or_generate_variations(data, "mispelling", 5, variants_dir=tmp_path)
+    assert load_or_generate_variations(data, "mispelling", 5, variants_dir=tmp_path).queries == made.queries
+    # a file made before per-word QWERTY failures (no revision recorded) would carry their bias
+    path = variant_file(tmp_path, "toy", "test", "mispelling", 5)
+    del made.provenance["generators_revision"]
+    made.save(path)
+    with pytest.raises(ValueError, match=r"'generators_revision': None.*delete it to regenerate"):
+        load_or_generate_variations(data, "mispelling", 5, variants_dir=tmp_path)

@@ -244,6 +244,26 @@ def test_paper_grid_is_the_study_as_published():
     assert {job.dataset for job in attacks} == {"nq", "hotpotqa", "msmarco"}
 
 
+def test_paper_grid_correlates_geometry_over_the_study_seven_systems():
+    # protocol §1.6: geometry stored for the 8 dense RQ1 systems, correlated over 7 (no Contriever)
+    grid = _shipped_grid("paper.yaml")
+    stored = {job.model for job in grid.jobs if job.experiment == "geometry"}
+    assert stored == {"contriever", "bge_m3", "qwen3", "linq", "gte", "reasonir", "diver",
+                      "bge_reasoner"}
+    (summary,) = [a for a in grid.aggregates if a.name == "geometry_summary"]
+    assert sorted(summary.parameters["correlation_models"]) == sorted(stored - {"contriever"})
+
+
+def test_paper_grid_attacks_nq_with_the_nq_train_collection():
+    from robustir.data import DATASETS, attacker_dataset_for
+
+    grid = _shipped_grid("paper.yaml")
+    attacks = {job.dataset: job for job in grid.jobs if job.experiment == "corpus_poisoning"}
+    assert {key: attacker_dataset_for(key) for key in attacks} == {
+        "nq": "nq-train", "hotpotqa": "hotpotqa", "msmarco": "msmarco"}
+    assert attacks["nq"].parameters["attacker_split"] in DATASETS["nq-train"].splits
+
+
 def test_default_grid_runs_offline_models_on_local_data():
     from robustir.models import get_model_spec
 

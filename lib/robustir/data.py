@@ -670,7 +670,8 @@ class DatasetEntry:
         benchmark: ``"BEIR"``, ``"BRIGHT"``, ``"MS MARCO"``, ``"BrowseComp-Plus"`` or ``"local"``.
         splits: the qrels splits the study evaluates.
         queries_scored: queries with a query-level score in the study (all splits together).
-        corpus_size: number of documents (exact counts; BEIR's README rounds them, e.g. 171K).
+        corpus_size: number of documents (exact counts; BEIR's README rounds them, e.g. 171K);
+            ``None`` where no count is published (``nq-train``).
         task_type: the study's task-type factor level (protocol §3.1).
         corpus_type: the study's corpus-type factor level (protocol §3.1).
         study_url: the study's download (extended-BEIR release), ``None`` for local-only data.
@@ -679,13 +680,17 @@ class DatasetEntry:
         note: provenance and caveats.
         original: the original distribution the project converts itself (``cranfield``);
             ``None`` for datasets published in BEIR layout.
+        attacker_dataset: key of the entry whose ``train`` qrels (queries, gold passages and
+            corpus) the corpus-poisoning attacker uses against this entry (protocol §5.1-5.2);
+            ``None``: this entry's own training split. NQ: ``nq-train``, since BEIR's ``nq``
+            has no training qrels.
     """
 
     key: str
     benchmark: str
     splits: tuple[str, ...]
     queries_scored: int
-    corpus_size: int
+    corpus_size: int | None
     task_type: str
     corpus_type: str
     study_url: str | None
@@ -693,6 +698,7 @@ class DatasetEntry:
     beir_md5: str | None = None
     note: str = ""
     original: OriginalDistribution | None = None
+    attacker_dataset: str | None = None
 
     def download_hint(self) -> str:
         """One sentence saying where the files of this entry come from."""
@@ -712,7 +718,8 @@ class DatasetEntry:
 
 
 def _beir(
-    key: str, queries: int, corpus: int, task: str, corpus_type: str, md5: str
+    key: str, queries: int, corpus: int, task: str, corpus_type: str, md5: str,
+    attacker_dataset: str | None = None,
 ) -> DatasetEntry:
     return DatasetEntry(
         key=key,
@@ -726,6 +733,7 @@ def _beir(
         beir_url=BEIR_URL_TEMPLATE.format(key=key),
         beir_md5=md5,
         note="copy of the original BEIR release (protocol §2.1)",
+        attacker_dataset=attacker_dataset,
     )
 
 
@@ -790,6 +798,23 @@ DATASETS: dict[str, DatasetEntry] = {
             "Question Answering",
             "Wikipedia",
             "d4d3d2e48787a744b6f6e691ff534307",
+            attacker_dataset="nq-train",
+        ),
+        DatasetEntry(
+            key="nq-train",
+            benchmark="BEIR",
+            splits=("train",),
+            queries_scored=0,
+            corpus_size=None,
+            task_type="Question Answering",
+            corpus_type="Wikipedia",
+            study_url=BEIR_URL_TEMPLATE.format(key="nq-train"),
+            note=(
+                "attacker data only: NQ's training qrels over their own corpus, which keeps the "
+                "duplicate passages that BEIR removed from nq's (BEIR issue #108); the corpus "
+                "poisoning of nq attacks with it (protocol §5.1-5.2) and downloads it from BEIR; "
+                "no query is scored. Prompts are nq's (protocol §1.3)."
+            ),
         ),
         _beir(
             "hotpotqa",
@@ -935,8 +960,30 @@ DATASETS: dict[str, DatasetEntry] = {
     )
 }
 
+#: Keys of the collections used only as another entry's attacker data (protocol §5.1).
+ATTACKER_DATASETS: frozenset[str] = frozenset(
+    e.attacker_dataset for e in DATASETS.values() if e.attacker_dataset is not None
+)
+
 #: Keys of the study's 27 dataset entries, in protocol §2.2 order.
-STUDY_DATASETS: tuple[str, ...] = tuple(k for k, e in DATASETS.items() if e.benchmark != "local")
+STUDY_DATASETS: tuple[str, ...] = tuple(
+    k for k, e in DATASETS.items() if e.benchmark != "local" and k not in ATTACKER_DATASETS
+)
+
+
+def attacker_dataset_for(dataset: str) -> str:
+    """The dataset whose training split the corpus-poisoning attacker uses against ``dataset``.
+
+    The study attacks NQ with the ``nq-train`` collection and HotpotQA and MS MARCO with their
+    own ``train`` qrels (protocol §5.1): the registry's :attr:`DatasetEntry.attacker_dataset`,
+    else the dataset itself (also for keys outside the registry, such as a local folder).
+
+    Used in the book chapter "Corpus poisoning".
+    """
+    entry = DATASETS.get(dataset)
+    if entry is None or entry.attacker_dataset is None:
+        return dataset
+    return entry.attacker_dataset
 
 
 def get_dataset_entry(key: str) -> DatasetEntry:

@@ -4,7 +4,10 @@ A notebook reads a dataset when its parameters cell declares ``data_root`` (the 
 the project's analysis notebooks: ``data_root = None  # None: $ROBUSTIR_DATA or ./data``). Such
 a job loads its ``dataset`` with the qrels splits named by the parameters in
 :data:`SPLIT_PARAMETERS` (``split``, and ``attacker_split`` for corpus poisoning), as the grid
-sets them or, where it does not, as the notebook's own defaults do. The folder is resolved as
+sets them or, where it does not, as the notebook's own defaults do. The attacker's split is read
+from the job's ``attacker_dataset`` or, when that is unset, from the registry's attacker data of
+its ``dataset`` (:func:`robustir.data.attacker_dataset_for`: ``nq-train`` for ``nq``, protocol
+§5.1), as :func:`robustir.attack.run_corpus_poisoning` reads it. The folder is resolved as
 :func:`robustir.data.load_dataset` will resolve it inside the notebook: under the job's
 ``data_root``, else ``$ROBUSTIR_DATA``, else ``./data``, relative to the grid's base folder (the
 notebooks' working directory).
@@ -19,13 +22,15 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from robustir.data import DatasetNeed, check_datasets, dataset_folder
+from robustir.data import DatasetNeed, attacker_dataset_for, check_datasets, dataset_folder
 
 if TYPE_CHECKING:
     from robustir.runs import Grid, Job
 
 #: Notebook parameters that name a qrels split the notebook loads.
 SPLIT_PARAMETERS = ("split", "attacker_split")
+#: The parameter naming the dataset that ``attacker_split`` is loaded from (module docstring).
+ATTACKER_DATASET_PARAMETER = "attacker_dataset"
 #: The parameter by which a notebook declares that it reads a dataset from the data root.
 DATA_ROOT_PARAMETER = "data_root"
 
@@ -77,11 +82,17 @@ def grid_dataset_needs(grid: Grid, jobs: Iterable[Job] | None = None) -> list[Da
         if DATA_ROOT_PARAMETER not in defaults:
             continue
         parameters = {**defaults, **job.parameters}
-        folder = dataset_folder(job.dataset, parameters[DATA_ROOT_PARAMETER], base=grid.base)
-        splits = splits_by_folder.setdefault(folder, [])
+        root = parameters[DATA_ROOT_PARAMETER]
+        attacker = parameters.get(ATTACKER_DATASET_PARAMETER) or attacker_dataset_for(job.dataset)
+        read_from = {"split": job.dataset, "attacker_split": attacker}  # per split parameter
+        splits_by_folder.setdefault(dataset_folder(job.dataset, root, base=grid.base), [])
         for name in SPLIT_PARAMETERS:
             split = parameters.get(name)
-            if split is not None and split not in splits:
+            if split is None:
+                continue
+            folder = dataset_folder(read_from[name], root, base=grid.base)
+            splits = splits_by_folder.setdefault(folder, [])
+            if split not in splits:
                 splits.append(split)
     return [DatasetNeed(folder, tuple(splits)) for folder, splits in splits_by_folder.items()]
 

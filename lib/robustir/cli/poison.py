@@ -28,6 +28,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--candidates", type=positive_int, default=100, help="tokens scored per iteration")
     p.add_argument("--passage-length", type=positive_int, default=50, help="tokens per passage")
     p.add_argument("--batch-size", type=positive_int, default=64, help="queries per centroid")
+    p.add_argument("--attacker-dataset", default=None,
+                   help="dataset of the attacker's training qrels (default: the registry's, "
+                        "nq-train for nq, else --dataset)")
     p.add_argument("--attacker-split", default="train")
     p.add_argument("--split", default="test", help="evaluation split")
     p.add_argument("--tie-rule", choices=TIE_RULES, default="adversarial_loses")
@@ -63,7 +66,8 @@ def poison_command(args: argparse.Namespace) -> int:
         return 2
     spec = resolve_model(args.model, where="--model", **model_overrides(args))
     evaluations = run_corpus_poisoning(
-        spec, args.dataset, config, max_length=args.max_length, dtype=args.dtype, attacker_split=args.attacker_split, split=args.split,
+        spec, args.dataset, config, max_length=args.max_length, dtype=args.dtype,
+        attacker_dataset=args.attacker_dataset, attacker_split=args.attacker_split, split=args.split,
         data_root=args.data_root, output=args.output, cache=EmbeddingCache(args.cache_dir),
         device=args.device, attack_dtype="bfloat16" if args.bf16 else None,
         tie_rule=args.tie_rule, top_k=args.top_k, baselines=not args.no_baselines,

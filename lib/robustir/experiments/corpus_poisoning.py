@@ -35,7 +35,7 @@ from robustir.attack import (
     save_passages,
 )
 from robustir.cache import EmbeddingCache
-from robustir.data import Dataset, load_dataset
+from robustir.data import Dataset, attacker_dataset_for, load_dataset
 from robustir.embeddings import Embeddings
 from robustir.encode import Encoder
 from robustir.metrics import per_query_metrics
@@ -159,6 +159,7 @@ def run_corpus_poisoning(
     dataset: str,
     config: HotFlipConfig,
     *,
+    attacker_dataset: str | None = None,
     attacker_split: str = "train",
     split: str = "test",
     data_root: str | Path | None = None,
@@ -184,11 +185,17 @@ def run_corpus_poisoning(
     the encoded queries and test documents; keep it and ``dtype`` equal to the clean runs' so
     that the corpus comes from the cache.
 
+    The attacker's queries, gold passages and their corpus come from split ``attacker_split``
+    of ``attacker_dataset``, by default the registry's choice for ``dataset``
+    (:func:`robustir.data.attacker_dataset_for`: ``nq-train`` for ``nq``, else ``dataset``
+    itself, protocol §5.1); the passages are evaluated on split ``split`` of ``dataset``.
+
     Returns:
         ``{variant: evaluation}``.
     """
     spec = resolve_model(model)
-    train = load_dataset(dataset, attacker_split, data_root)
+    train = load_dataset(attacker_dataset or attacker_dataset_for(dataset), attacker_split,
+                         data_root)
     test = load_dataset(dataset, split, data_root)
     evaluator = Encoder(spec, device=device, dtype=dtype, max_length=max_length, cache=cache,
                         progress=progress)
@@ -215,7 +222,8 @@ def run_corpus_poisoning(
     store = ResultStore(output)
     base = {
         "model": spec.as_record(), "dataset": test.name, "split": test.split,
-        "attacker_split": train.split, "data_checksum": test.checksum,
+        "attacker_dataset": train.name, "attacker_split": train.split,
+        "data_checksum": test.checksum,
         "attacker_data_checksum": train.checksum, "attack": config.as_record(),
         "attack_dtype": attacker.dtype, "evaluation_dtype": evaluator.dtype,
         "max_length": evaluator.max_length,

@@ -34,7 +34,13 @@ from robustir.data import Dataset
 from robustir.experiments.evaluation import Evaluation, evaluate
 from robustir.metrics.stability import drop_rate, drop_rates, query_change_fractions, rank_stability
 from robustir.perturb.family import Family
-from robustir.perturb.variation import VariationSet, build_family, generate_variations, resolve_family
+from robustir.perturb.variation import (
+    GENERATORS_REVISION,
+    VariationSet,
+    build_family,
+    generate_variations,
+    resolve_family,
+)
 from robustir.results import ResultStore, per_query_long
 from robustir.retrievers import Retriever, TransformerRetriever
 from robustir.stats.resampling import bootstrap_drop_rates, paired_tests
@@ -107,7 +113,8 @@ def load_or_generate_variations(
     path = variant_file(variants_dir, data.name, data.split, key, seed, rng_scope) if variants_dir else None
     if path is not None and path.exists():
         stored = VariationSet.load(path)
-        expected = {"family": key, "seed": seed, "rng_scope": rng_scope, "split": data.split}
+        expected = {"family": key, "seed": seed, "rng_scope": rng_scope, "split": data.split,
+                    "generators_revision": GENERATORS_REVISION}
         found = {k: stored.provenance.get(k) for k in expected}
         if found != expected or set(stored.variations) != set(data.queries):
             raise ValueError(f"{path}: made for {found} and {len(stored.variations)} queries, not "

@@ -5,9 +5,12 @@ A :class:`WordTransformation` proposes edits of single words (or, for reordering
 
 1. every *modifiable* word (not excluded by the pre-transformation constraints: stop-words,
    minimum length) yields its candidate edits;
-2. candidates equal to the current query are dropped;
+2. a word-swap candidate that replaces a word by itself is dropped (TextAttack's ``WordSwap``);
+   a reordering swap of two identical words is kept (``WordInnerSwapRandom`` has no such
+   check), so it can be chosen and leave the query unchanged;
 3. the post-transformation constraint (if any) filters the rest;
-4. one survivor is chosen uniformly at random;
+4. one survivor is chosen uniformly at random; the words it changed count as modified, and
+   every step counts at least one word, as TextAttack's ``words_swapped`` does;
 
 repeated until ``max(floor(pct_words_to_swap × n_words), 1)`` words have changed — one word for
 queries under 20 words. When nothing survives, the query comes back unchanged.
@@ -31,16 +34,6 @@ PCT_WORDS_TO_SWAP = 0.1
 #: Candidates a lazy post-constraint checks in its first call; each later call checks twice as
 #: many (see :func:`augment`). Most candidates pass, so the first call usually decides.
 _FIRST_CONSTRAINT_BATCH = 1
-
-
-class GeneratorFailure(Exception):
-    """A generator could not produce its candidate for this query.
-
-    The study then uses the original query as that generator's candidate (protocol §4.3,
-    e.g. ``WordSwapQWERTY`` on a character without keyboard neighbours).
-
-    Used in the book chapter "Query variations".
-    """
 
 
 @dataclass(frozen=True)
@@ -74,6 +67,9 @@ class WordTransformation(QueryGenerator):
         name: Generator name recorded with every variant.
         skip_stopwords: Apply the stop-word constraint.
         min_word_length: Minimum word length in characters (0 disables the constraint).
+        drop_identity_edits: Drop an edit that rewrites its words as themselves (TextAttack's
+            ``WordSwap`` drops a replacement equal to the word; ``WordInnerSwapRandom`` keeps
+            a swap of two identical words).
         post_constraint: Optional filter applied to the candidates of one step.
 
     Used in the book chapter "Query variations".
@@ -82,6 +78,7 @@ class WordTransformation(QueryGenerator):
     name: str = "word_transformation"
     skip_stopwords: bool = True
     min_word_length: int = 3
+    drop_identity_edits: bool = True
     post_constraint: PostConstraint | None = None
 
     def modifiable(self, word: Word) -> bool:
@@ -123,10 +120,8 @@ def augment(
         pct_words_to_swap: Share of words to change; at least one word changes.
 
     Returns:
-        The perturbed query, or ``text`` itself when no candidate survives.
-
-    Raises:
-        GeneratorFailure: The generator failed for this query (the caller keeps the original).
+        The perturbed query; ``text`` itself when no candidate survives, or when every chosen
+        candidate was a swap of two identical words.
 
     Used in the book chapter "Query variations".
     """
@@ -141,8 +136,8 @@ def augment(
             if not transformation.modifiable(word):
                 continue
             for edit in transformation.edits(words, index, rng):
-                # an edit that rewrites words as themselves gives the current query: dropped
-                if all(words[i].text == new for i, new in edit.items()):
+                unchanged = all(words[i].text == new for i, new in edit.items())
+                if unchanged and transformation.drop_identity_edits:
                     continue
                 if all(is_single_word(new) for new in edit.values()):
                     edits.append(edit)
@@ -170,7 +165,8 @@ def _choose_survivor(
     """
 
     def candidate(edit: dict[int, str]) -> Candidate:
-        return Candidate(replace_words(text, words, edit), tuple(sorted(edit)))
+        changed = (i for i, new in edit.items() if new != words[i].text)
+        return Candidate(replace_words(text, words, edit), tuple(sorted(changed)))
 
     if not edits:
         return None

@@ -2,8 +2,11 @@
 
 TextAttack's ``WordInnerSwapRandom`` with no constraints: for every word index i it draws one
 partner j ≠ i uniformly and proposes the query with words i and j exchanged; the augmenter then
-keeps one of these proposals. A swap of two identical words is discarded, and a one-word query
-has no candidate, so it stays unchanged.
+keeps one of these n proposals uniformly. As in TextAttack 0.3.10, a swap of two identical words
+is a proposal like any other: chosen, it changes no word, ends the step and leaves the query
+unchanged. A query of n words with one word written twice therefore stays unchanged with
+probability 2 / (n (n − 1)) (1/21 for 7 words). A one-word query has no proposal, so it stays
+unchanged too.
 
 Used in the book chapter "Query variations".
 """
@@ -26,6 +29,7 @@ class WordInnerSwap(WordTransformation):
     name = "word_inner_swap"
     skip_stopwords = False
     min_word_length = 0
+    drop_identity_edits = False
 
     def edits(self, words: Sequence[Word], index: int, rng: random.Random) -> list[dict[int, str]]:
         if len(words) < 2:

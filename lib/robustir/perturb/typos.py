@@ -5,7 +5,9 @@ neighbouring-character swap, random substitution and QWERTY-neighbour substituti
 DL-Typo additions of Zhuang & Zuccon (deletion, insertion, and the keyboard substitution that
 falls back to a random key). The typo module is missing from the published code (protocol
 §8.1 row 1), so these are re-implementations of the definitions, drawing letters from
-``string.ascii_letters``.
+``string.ascii_letters``, with TextAttack 0.3.10's semantics (the study's pin): every eligible
+word proposes at most one edited form, a form equal to the word is discarded, and a word whose
+drawn character has no keyboard neighbour proposes nothing while the other words still do.
 
 Randomness: every draw comes from the ``random.Random`` passed in. The study split its draws
 between NumPy's and Python's global generators; since its typo code is not published, its
@@ -20,7 +22,7 @@ import random
 import string
 from collections.abc import Sequence
 
-from robustir.perturb.augment import GeneratorFailure, WordTransformation
+from robustir.perturb.augment import WordTransformation
 from robustir.perturb.words import Word
 
 #: TextAttack's QWERTY adjacency table (lower case); protocol §4.3.
@@ -46,10 +48,14 @@ class _CharacterEdit(WordTransformation):
     """A typo generator: one random edit of every modifiable word, one candidate each."""
 
     def edits(self, words: Sequence[Word], index: int, rng: random.Random) -> list[dict[int, str]]:
-        return [{index: self.misspell(words[index].text, rng)}]
+        misspelt = self.misspell(words[index].text, rng)
+        return [] if misspelt is None else [{index: misspelt}]
 
-    def misspell(self, word: str, rng: random.Random) -> str:
-        """Return ``word`` with this generator's edit applied (may equal ``word``)."""
+    def misspell(self, word: str, rng: random.Random) -> str | None:
+        """Return ``word`` with this generator's edit applied (may equal ``word``).
+
+        ``None`` means the word has no candidate for this draw; the other words still have theirs.
+        """
         raise NotImplementedError
 
 
@@ -82,20 +88,22 @@ class RandomCharacterSubstitution(_CharacterEdit):
 class QwertySubstitution(_CharacterEdit):
     """Replace w[i] by a random keyboard neighbour (``WordSwapQWERTY``).
 
-    A drawn character without neighbours (a digit, a symbol, a non-ASCII letter) makes the
-    whole generator fail for the query, as the stock TextAttack class raises; the family then
-    uses the original query as this generator's candidate (protocol §4.3, row 3).
+    When the drawn character has no neighbours (a digit, ``'``, ``-``, a non-ASCII letter), this
+    word has no candidate and no neighbour is drawn; the other eligible words keep theirs, so
+    "when did the 2018 world cup start" always gets a typo in "world", "cup" or "start". This
+    is TextAttack 0.3.10 (the study's pin); earlier releases raised instead (``random.choice``
+    of an empty list), and the study's misspelling loop then kept the whole query.
 
     Used in the book chapter "Query variations".
     """
 
     name = "qwerty_substitution"
 
-    def misspell(self, word: str, rng: random.Random) -> str:
+    def misspell(self, word: str, rng: random.Random) -> str | None:
         i = rng.randrange(len(word))
         neighbours = keyboard_neighbours(word[i])
         if not neighbours:
-            raise GeneratorFailure(f"no keyboard neighbour for {word[i]!r} in {word!r}")
+            return None
         return word[:i] + rng.choice(neighbours) + word[i + 1 :]
 
 
@@ -126,7 +134,7 @@ class RandomCharacterInsertion(_CharacterEdit):
 
 
 class FixedQwertySubstitution(_CharacterEdit):
-    """DL-Typo's ``FixWordSwapQWERTY``: as :class:`QwertySubstitution`, never failing.
+    """DL-Typo's ``FixWordSwapQWERTY``: as :class:`QwertySubstitution`, every word has a candidate.
 
     A character without neighbours is replaced by a uniformly drawn lower-case key of the
     26-letter table (protocol §4.3, row 6; inferred to be what the study used).

@@ -1,8 +1,8 @@
 """Generate one variant per query for a family and a seed, and save it with its provenance.
 
 The study's semantics (protocol §4.2): for every query of the split, every generator of the
-family yields one candidate (the unchanged query when it has none or fails); one candidate is
-chosen uniformly at random. Each variant records the generator chosen and whether the text
+family yields one candidate (the unchanged query when it has none); one candidate is chosen
+uniformly at random. Each variant records the generator chosen and whether the text
 changed (protocol §8.1 row 13: the unchanged fraction is reported next to every drop rate).
 
 Randomness (``rng_scope``):
@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from robustir.cache import atomic_write_text
-from robustir.perturb.augment import PCT_WORDS_TO_SWAP, GeneratorFailure
+from robustir.perturb.augment import PCT_WORDS_TO_SWAP
 from robustir.perturb.family import Family, FamilyUnavailable, QueryGenerator
 from robustir.perturb.naturalize import naturalizing_generators
 from robustir.perturb.reorder import reordering_generators
@@ -46,6 +46,10 @@ STUDY_SEEDS: tuple[int, ...] = (1999, 5, 27, 2016, 2026)
 
 RNG_SCOPES = ("stream", "query")
 
+#: Revision of the generators' semantics, recorded with every variant set; a stored variant
+#: file of another revision is not reused. Revision 2: TextAttack 0.3.10's per-word QWERTY
+#: failure and the identical-word swaps of the reordering (revision 1 had neither).
+GENERATORS_REVISION = 2
 
 @dataclass(frozen=True)
 class FamilyDefinition:
@@ -335,26 +339,19 @@ def _validate_queries(queries: Mapping[str, str]) -> None:
 
 def _draw(
     queries: Mapping[str, str], family: Family, seed: int, dataset: str, rng_scope: str
-) -> tuple[dict[str, QueryVariation], Counter, Counter]:
-    """One pass of the generators over the queries: the variants, and the counts of the generator
-    chosen and of generator failures."""
+) -> tuple[dict[str, QueryVariation], Counter]:
+    """One pass of the generators over the queries: the variants, and the count of each
+    generator chosen."""
     stream = random.Random(seed)
     variations: dict[str, QueryVariation] = {}
-    chosen, failures = Counter(), Counter()
+    chosen = Counter()
     for query_id, original in queries.items():
         rng = stream if rng_scope == "stream" else query_rng(seed, dataset, query_id)
-        candidates = []
-        for generator in family.generators:
-            try:
-                candidates.append((generator.name, generator(original, rng)))
-            except GeneratorFailure as failure:
-                log.debug("%s failed on query %s: %s", generator.name, query_id, failure)
-                failures[generator.name] += 1
-                candidates.append((generator.name, original))
+        candidates = [(generator.name, generator(original, rng)) for generator in family.generators]
         name, text = rng.choice(candidates)
         chosen[name] += 1
         variations[query_id] = QueryVariation(query_id, text, original, name, text != original)
-    return variations, chosen, failures
+    return variations, chosen
 
 
 def generate_variations(
@@ -395,7 +392,7 @@ def generate_variations(
         # a list, not a generator: every generator's context is entered, not only up to the first
         if any([rehearsals.enter_context(g.rehearsal()) for g in family.generators]):
             _draw(queries, family, seed, dataset, rng_scope)  # gathers the work to batch, then discarded
-    variations, chosen, failures = _draw(queries, family, seed, dataset, rng_scope)
+    variations, chosen = _draw(queries, family, seed, dataset, rng_scope)
     result = VariationSet(variations)
     empty = sum(not v.text.strip() for v in variations.values())
     if empty:
@@ -410,6 +407,7 @@ def generate_variations(
         "seed": seed,
         "rng_scope": rng_scope,
         "generators": [g.name for g in family.generators],
+        "generators_revision": GENERATORS_REVISION,
         "parameters": family.parameters,
         "robustir_version": __version__,
         "n_queries": len(variations),
@@ -417,7 +415,6 @@ def generate_variations(
         "unchanged_fraction": result.unchanged_fraction,
         "n_empty": empty,
         "chosen_per_generator": dict(chosen),
-        "failures_per_generator": dict(failures),
     }
     log.info("%s/%s seed %d: %d of %d queries changed", dataset, family.key, seed,
              result.provenance["n_changed"], len(variations))
@@ -428,6 +425,7 @@ __all__ = [
     "FAMILIES",
     "FAMILY_NAMES",
     "FamilyDefinition",
+    "GENERATORS_REVISION",
     "RNG_SCOPES",
     "STUDY_SEEDS",
     "FamilyStatus",

@@ -2,8 +2,8 @@
 
 Task type and corpus type are between-dataset factors that the dataset registry
 (:data:`robustir.data.DATASETS`) declares for the 27 dataset entries of the study; query type is
-the query-level NF-CATS label (protocol §3.2). The display orders are the ones the study's code
-prints tables and figures in.
+the query-level NF-CATS label (protocol §3.2, labelled by :mod:`robustir.query_types`). The
+display orders are the ones the study's code prints tables and figures in.
 
 Used by the book chapter *Generalizability* (``notebooks/generalizability.py``).
 """
@@ -97,69 +97,3 @@ def dataset_factor(datasets: pd.Series | list[str], factor: str) -> pd.Series:
     return pd.Series(
         pd.Categorical(series.map(mapping), categories=list(order)), index=series.index, name=factor
     )
-
-
-NF_CATS_MODEL_ID = "Lurunchik/nf-cats"
-"""Model-hub id of the NF-CATS query-type classifier (protocol §3.2)."""
-
-NF_CATS_TOKENIZER_ID = "deepset/roberta-base-squad2"
-"""Tokenizer the study pairs with NF-CATS (protocol §3.2)."""
-
-
-class QueryTypeClassifierUnavailable(RuntimeError):
-    """The NF-CATS classifier cannot be loaded (no model hub access and no local copy)."""
-
-
-def query_type_classifier(
-    model_id: str = NF_CATS_MODEL_ID,
-    *,
-    tokenizer_id: str = NF_CATS_TOKENIZER_ID,
-    max_length: int = 512,
-    device: str = "cpu",
-):
-    """Load the NF-CATS query-type classifier by hub id (protocol §3.2).
-
-    Used by the chapter *Generalizability*, which reports the query-type factor as unavailable
-    when this raises.
-
-    Args:
-        model_id: Hub id or local directory of the RoBERTa sequence classifier.
-        tokenizer_id: Hub id or local directory of its tokenizer.
-        max_length: Truncation length in tokens (the study: 512).
-        device: Torch device for inference.
-
-    Returns:
-        A function mapping a list of raw query texts (no prompt) to their NF-CATS labels
-        (argmax of the logits through ``config.id2label``; one label per query).
-
-    Raises:
-        QueryTypeClassifierUnavailable: The model or tokenizer is not in the local cache and the
-            hub cannot be reached (e.g. ``HF_HUB_OFFLINE=1``); the message says how to get it.
-    """
-    try:
-        import torch
-        from transformers import AutoModelForSequenceClassification, AutoTokenizer
-
-        tokenizer = AutoTokenizer.from_pretrained(tokenizer_id)
-        model = AutoModelForSequenceClassification.from_pretrained(model_id).to(device).eval()
-    except (OSError, ValueError) as error:
-        raise QueryTypeClassifierUnavailable(
-            f"cannot load the NF-CATS classifier {model_id!r} (tokenizer {tokenizer_id!r}): "
-            f"{error.__class__.__name__}. Download both with hub access "
-            "(`huggingface-cli download Lurunchik/nf-cats` and deepset/roberta-base-squad2) or "
-            "pass local directories; without it the query-type factor is unavailable"
-        ) from error
-
-    def classify(texts: list[str]) -> list[str]:
-        labels: list[str] = []
-        with torch.no_grad():
-            for start in range(0, len(texts), 32):
-                batch = tokenizer(
-                    list(texts[start : start + 32]), truncation=True, max_length=max_length,
-                    padding=True, return_tensors="pt",
-                ).to(device)
-                predicted = model(**batch).logits.argmax(dim=-1).tolist()
-                labels.extend(model.config.id2label[i] for i in predicted)
-        return labels
-
-    return classify
