@@ -2,7 +2,7 @@
 
 Subcommands, one module each: ``evaluate`` and ``evaluate-run`` (:mod:`.evaluate`), ``vary``
 (:mod:`.vary`), ``poison`` (:mod:`.poison`), ``geometry`` (:mod:`.geometry`),
-``run`` and ``book`` (:mod:`.run`), ``data fetch``
+``train-retriever`` (:mod:`.train`), ``run`` and ``book`` (:mod:`.run`), ``data fetch``
 (:mod:`.data`), ``models`` and ``datasets`` (:mod:`.catalog`). Every ``make`` target is also a
 ``robustir`` command.
 """
@@ -13,12 +13,12 @@ import argparse
 import logging
 import sys
 
-from robustir.cli import catalog, data, evaluate, geometry, poison, run, vary
+from robustir.cli import catalog, data, evaluate, geometry, poison, run, train, vary
 
 __all__ = ["main"]
 
 #: The subcommand modules, each with ``register(subparsers)``.
-COMMANDS = (evaluate, vary, poison, geometry, run, data, catalog)
+COMMANDS = (evaluate, vary, poison, geometry, train, run, data, catalog)
 
 
 def _parser() -> argparse.ArgumentParser:
