@@ -116,7 +116,7 @@ def test_the_saved_adapter_reads_back_through_the_encoder(trained, tiny_decoder,
     stacks = _Stacks(config, __import__("robustir.model_sources", fromlist=["x"]).resolve_model(str(tiny_decoder)))
     set_peft_model_state_dict(stacks.peft, load_file(result.adapter / "adapter_model.safetensors"))
     with torch.inference_mode():
-        states = stacks.frozen_states(dict(enumerate(texts)), progress=False)
+        states = stacks.frozen_states(dict(enumerate(texts)), progress=False)[stacks.frozen]
         trainer = stacks.embed([states[i] for i in range(len(texts))]).numpy()
     cosines = (encoded * trainer).sum(axis=1)
     assert cosines.min() > 0.99
@@ -195,3 +195,59 @@ def test_the_shipped_training_grid_is_valid():
     recipes = {json.dumps({k: v for k, v in c.record().items() if k not in ("key", "num_layers", "trained_layers")},
                           sort_keys=True) for c in configs}
     assert len(recipes) == 1
+
+
+def test_the_catalog_reads_each_trained_retriever_as_it_was_trained():
+    from robustir.experiments.training import retriever_spec
+    from robustir.models import MODELS
+
+    for config in load_training_configs(REPO / "configs" / "train.yaml"):
+        expected = retriever_spec(config, f"retrievers/{config.key}")
+        entry = MODELS[config.key]
+        differ = {f: (getattr(expected, f), getattr(entry, f))
+                  for f in ModelSpec.__dataclass_fields__ if f not in ("parameters", "extra")
+                  and getattr(expected, f) != getattr(entry, f)}
+        assert not differ, config.key
+        # the parameter count of the truncated decoder: embeddings + layers + final norm
+        per_layer = 3_540_096
+        assert entry.parameters == 28_311_552 + per_layer * (config.num_layers or 30) + 576
+
+
+def test_adversarial_passages_end_as_the_retrievers_documents_do(trained, tiny_decoder):
+    """A retriever that appends the EOS token to every document gets it after a HotFlip
+    passage too: the attack targets the system's own document path."""
+    from robustir.attack import _DocumentPath, embed_passages
+
+    config, result = trained
+    spec = ModelSpec("tiny_ret", "tiny", str(tiny_decoder), "offline decoder-only retriever",
+                     pooling="last_token", padding_side="left", prompt_style="instruct",
+                     append_eos=True, adapter=str(result.adapter), max_length=config.max_length,
+                     dtype="float32")
+    encoder = Encoder(spec, progress=False)
+    passage = encoder.tokenizer("Vitamin D lowers the risk of fractures", add_special_tokens=False)["input_ids"]
+    path = _DocumentPath(encoder, "scifact", prompt_mask_with_special_tokens=True)
+    ids = path.input_ids(torch.tensor([passage]))[0].tolist()
+    assert ids == passage + [encoder.tokenizer.eos_token_id]
+    # the passage embedded from its ids is the document the encoder embeds from its text
+    from_ids = embed_passages(encoder, [passage], "scifact")[0]
+    from_text = encoder.encode_texts([encoder.tokenizer.decode(passage)])[0]
+    assert float(from_ids @ from_text) > 0.999
+
+
+def test_the_depth_series_shares_one_pass_of_the_frozen_layers(tiny_decoder, scifact_tiny, tmp_path):
+    """Runs with the same data read their frozen states from one pass; each result equals the
+    run trained alone (the states are the base model's own below every run's trained layers)."""
+    from safetensors.torch import load_file
+
+    from robustir.experiments.training import train_retrievers
+
+    deep = _config(tiny_decoder, key="deep", steps=4)                    # 3 layers, 2 frozen
+    shallow = _config(tiny_decoder, key="shallow", steps=4, num_layers=2)  # 2 layers, 1 frozen
+    together = train_retrievers([deep, shallow], tmp_path / "together",
+                                data_root=scifact_tiny.parent, progress=False)
+    assert together[1].record["frozen_states_shared_with"] == ["deep"]
+    alone = train_retriever(shallow, tmp_path / "alone", data_root=scifact_tiny.parent, progress=False)
+    shared, single = (load_file(r.adapter / "adapter_model.safetensors") for r in (together[1], alone))
+    assert set(shared) == set(single)
+    for name in single:
+        torch.testing.assert_close(shared[name], single[name], rtol=1e-3, atol=1e-5)

@@ -24,13 +24,22 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--output", default=str(SHIPPED),
                    help="folder of the adapters (default: the package's, which the catalog reads)")
     p.add_argument("--data-root", default=None, help="default: $ROBUSTIR_DATA or ./data")
+    p.add_argument("--evaluate", nargs="*", default=[], metavar="DATASET",
+                   help="after training, evaluate each model on these datasets' test splits "
+                        "and put the scores in its model card (e.g. scifact cranfield)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(handler=train_command)
 
 
 def train_command(args: argparse.Namespace) -> int:
     """Handler of ``robustir train-retriever``: trains, then prints validation and time."""
-    from robustir.experiments.training import load_training_configs, train_retriever
+    from robustir.experiments.evaluation import evaluate
+    from robustir.experiments.training import (
+        load_training_configs,
+        retriever_spec,
+        train_retrievers,
+        write_model_card,
+    )
 
     configs = load_training_configs(args.config)
     if args.only:
@@ -39,9 +48,16 @@ def train_command(args: argparse.Namespace) -> int:
             raise ValueError(f"--only names {unknown}, which {args.config} does not train "
                              f"(it trains {', '.join(c.key for c in configs)})")
         configs = [c for c in configs if c.key in args.only]
-    for config in configs:
-        result = train_retriever(config, args.output, data_root=args.data_root,
-                                 progress=not args.quiet)
+    results = train_retrievers(configs, args.output, data_root=args.data_root,
+                               progress=not args.quiet)
+    for config, result in zip(configs, results):
+        scores = {}
+        for dataset in args.evaluate:
+            measured = evaluate(retriever_spec(config, result.adapter), dataset,
+                                data_root=args.data_root, dtype=config.dtype,
+                                progress=not args.quiet)
+            scores[f"{dataset}/test"] = measured.summary["metrics"]
+        write_model_card(result.adapter, scores)
         last = result.record["history"][-1]
         print(f"{config.key}: {result.record['training_seconds']:.0f} s, loss {last['loss']:.3f}, "
               f"validation nDCG@10 {last.get('validation_ndcg@10', float('nan')):.4f}; "

@@ -58,18 +58,23 @@ from tqdm.auto import tqdm
 
 from robustir.data import Dataset, document_text, load_dataset
 from robustir.metrics import per_query_metrics
-from robustir.model_sources import folder_sha256, resolve_model
+from robustir.model_sources import ADAPTER_FILES, folder_sha256, resolve_model
 from robustir.models import ModelSpec, TASKS
 from robustir.retrieve import BM25Index
 
 __all__ = [
+    "MODEL_CARD",
     "TrainingConfig",
+    "TrainingConfigError",
     "TrainingData",
     "TrainingDataError",
     "TrainingResult",
     "load_training_configs",
+    "retriever_spec",
     "train_retriever",
+    "findings",
     "training_data",
+    "write_model_card",
 ]
 
 log = logging.getLogger(__name__)
@@ -201,6 +206,23 @@ def load_training_configs(path: str | os.PathLike) -> list[TrainingConfig]:
     if not configs:
         raise TrainingConfigError(f"{path}: no models to train (a 'models:' list)")
     return configs
+
+
+def retriever_spec(config: TrainingConfig, adapter: str | os.PathLike, *,
+                   display_name: str | None = None) -> ModelSpec:
+    """The catalog entry that reads a trained retriever: the base model's spec with the run's
+    depth, pooling, maximum length, the EOS appended, the instruct prompts and the adapter."""
+    base = resolve_model(config.base_model)
+    depth = f", first {config.num_layers} layers" if config.num_layers else ""
+    return dataclasses.replace(
+        base, key=config.key,
+        display_name=display_name or f"{base.display_name} retriever{depth}",
+        family="offline decoder-only retriever", pooling=config.pooling, append_eos=True,
+        num_layers=config.num_layers, adapter=str(adapter), max_length=config.max_length,
+        prompt_style="instruct", padding_side="left", retrieval_trained=True,
+        note=f"trained by robustir on {config.dataset}'s {config.train_split} split and corpus "
+             "titles (configs/train.yaml); the offline stand-in for an LLM retriever",
+    )
 
 
 # --- data ------------------------------------------------------------------------------------
@@ -363,13 +385,28 @@ class _Stacks:
         return [ids + [self.tokenizer.eos_token_id] for ids in encoded["input_ids"]]
 
     @torch.inference_mode()
-    def frozen_states(self, texts: Mapping[str, str], *, batch_size: int = 64,
-                      progress: bool = True) -> dict[str, torch.Tensor]:
-        """The hidden states entering the first trained layer, per text (unpadded)."""
+    def frozen_states(self, texts: Mapping[str, str], *, layers: Sequence[int] | None = None,
+                      batch_size: int = 64, progress: bool = True) -> dict[int, dict[str, torch.Tensor]]:
+        """The hidden states entering each of ``layers``, per text (unpadded), from one pass.
+
+        Args:
+            texts: ``{key: text}``.
+            layers: Layer indices, each at most this stack's first trained layer, so that every
+                layer below them is the base model's own (default: that first trained layer).
+                The depth series shares one pass this way: its frozen layers are the base's.
+            batch_size: Texts per forward pass.
+            progress: A progress bar.
+
+        Returns:
+            ``{layer: {key: states (tokens, hidden)}}`` in the weights' dtype.
+        """
+        layers = sorted(set(layers or [self.frozen]))
+        if layers[-1] > self.frozen:
+            raise ValueError(f"layer {layers[-1]} is above the frozen layers ({self.frozen})")
         keys = list(texts)
         ids = self.token_ids([texts[k] for k in keys])
         order = sorted(range(len(keys)), key=lambda i: -len(ids[i]))
-        states = {}
+        states: dict[int, dict[str, torch.Tensor]] = {layer: {} for layer in layers}
         for start in tqdm(range(0, len(order), batch_size), desc="frozen layers", disable=not progress):
             chunk = order[start:start + batch_size]
             width = max(len(ids[i]) for i in chunk)
@@ -379,12 +416,14 @@ class _Stacks:
                 tokens[row, :len(ids[i])] = torch.tensor(ids[i])
                 mask[row, :len(ids[i])] = 1
             if self.frozen:
-                hidden = self.bottom(input_ids=tokens, attention_mask=mask,
-                                     use_cache=False).last_hidden_state
+                # hidden_states[k] enters layer k (the bottom's norm is the identity)
+                hidden = self.bottom(input_ids=tokens, attention_mask=mask, use_cache=False,
+                                     output_hidden_states=True).hidden_states
             else:
-                hidden = self.bottom.embed_tokens(tokens)
-            for row, i in enumerate(chunk):
-                states[keys[i]] = hidden[row, :len(ids[i])].clone()
+                hidden = (self.bottom.embed_tokens(tokens),)
+            for layer in layers:
+                for row, i in enumerate(chunk):
+                    states[layer][keys[i]] = hidden[layer][row, :len(ids[i])].clone()
         return states
 
     def embed(self, states: Sequence[torch.Tensor]) -> torch.Tensor:
@@ -462,6 +501,61 @@ def _save_atomically(folder: Path, write) -> None:
         raise
 
 
+def _frozen_layers(config: TrainingConfig, location: str) -> int:
+    """How many of a run's layers stay frozen (read from the base model's configuration)."""
+    from transformers import AutoConfig
+
+    depth = config.num_layers or AutoConfig.from_pretrained(location).num_hidden_layers
+    top = config.trained_layers or math.ceil(depth / 3)
+    if not 1 <= top <= depth:
+        raise TrainingConfigError(f"{config.key}: trained_layers={top} must be in 1..{depth}")
+    return depth - top
+
+
+def _data_key(config: TrainingConfig) -> tuple:
+    """What decides a run's texts and their frozen states (runs with equal keys share them)."""
+    return (config.base_model, config.dataset, config.train_split, config.validation_queries,
+            config.title_pseudo_queries, config.negative_depth, config.seed, config.max_length,
+            config.dtype)
+
+
+def train_retrievers(configs: Sequence[TrainingConfig], output: str | os.PathLike, *,
+                     data_root: str | os.PathLike | None = None, progress: bool = True
+                     ) -> list[TrainingResult]:
+    """Train several retrievers; runs with the same data and base share one pass of the
+    frozen layers (the depth series: every run's frozen layers are the base model's own).
+
+    Args, Raises: as :func:`train_retriever`.
+
+    Returns:
+        One result per configuration, in order.
+    """
+    from robustir.encode import base_weights_location
+
+    groups: dict[tuple, list[TrainingConfig]] = {}
+    for config in configs:
+        groups.setdefault(_data_key(config), []).append(config)
+    results: dict[str, TrainingResult] = {}
+    for group in groups.values():
+        location = base_weights_location(resolve_model(group[0].base_model))
+        frozen = {c.key: _frozen_layers(c, location) for c in group}
+        data = training_data(group[0], data_root=data_root)
+        if not data.pairs:
+            raise TrainingDataError(f"no training pairs for {', '.join(frozen)}")
+        deepest = max(group, key=lambda c: frozen[c.key])
+        stacks = _Stacks(deepest, resolve_model(deepest.base_model))
+        started = time.perf_counter()
+        states = stacks.frozen_states({**data.queries, **data.documents},
+                                      layers=sorted(set(frozen.values())), progress=progress)
+        seconds = time.perf_counter() - started
+        shared = [c.key for c in group]
+        for config in group:
+            results[config.key] = _train(
+                config, output, data, states[frozen[config.key]], seconds, shared,
+                stacks=stacks if config is deepest else None, progress=progress)
+    return [results[c.key] for c in configs]
+
+
 def train_retriever(
     config: TrainingConfig,
     output: str | os.PathLike,
@@ -485,6 +579,13 @@ def train_retriever(
             checkpoint in ``output`` belongs to another configuration.
         TrainingDataError: See :func:`training_data`.
     """
+    return train_retrievers([config], output, data_root=data_root, progress=progress)[0]
+
+
+def _train(config: TrainingConfig, output: str | os.PathLike, data: TrainingData,
+           states: Mapping[str, torch.Tensor], frozen_seconds: float, shared: Sequence[str], *,
+           stacks: _Stacks | None, progress: bool) -> TrainingResult:
+    """The training loop of one run, on the frozen states of its texts."""
     started = time.perf_counter()
     spec = resolve_model(config.base_model)
     target = Path(output) / config.key
@@ -496,16 +597,9 @@ def train_retriever(
             raise TrainingConfigError(
                 f"{checkpoint} was saved by another configuration of {config.key!r}; delete it "
                 "to start afresh, or restore the configuration it was made with")
-    data = training_data(config, data_root=data_root)
-    if not data.pairs:
-        raise TrainingDataError(f"no training pairs for {config.key!r}")
-    stacks = _Stacks(config, spec)
+    stacks = stacks or _Stacks(config, spec)
     log.info("%s: %d layers, %d frozen, %d pairs", config.key, stacks.depth, stacks.frozen,
              len(data.pairs))
-    cache_started = time.perf_counter()
-    states = stacks.frozen_states({**data.queries, **{k: data.documents[k] for k in data.documents}},
-                                  progress=progress)
-    cache_seconds = time.perf_counter() - cache_started
     parameters = stacks.trainable()
     optimiser = torch.optim.AdamW(parameters, lr=config.learning_rate, weight_decay=0.0)
     rng = random.Random(config.seed)
@@ -572,8 +666,9 @@ def train_retriever(
         "data": data.sources,
         "held_out_splits": list(HELD_OUT_SPLITS),
         "history": history,
-        "frozen_states_seconds": round(cache_seconds, 1),
-        "training_seconds": round(seconds, 1),
+        "frozen_states_seconds": round(frozen_seconds, 1),
+        "frozen_states_shared_with": [k for k in shared if k != config.key],
+        "training_seconds": round(seconds + frozen_seconds, 1),
         "hardware": {"machine": platform.machine(), "processor": platform.processor(),
                      "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(),
                      "torch": torch.__version__},
@@ -585,7 +680,7 @@ def train_retriever(
 
     _save_atomically(target, write)
     shutil.rmtree(checkpoint, ignore_errors=True)
-    record["adapter_sha256"] = folder_sha256(target)
+    record["adapter_sha256"] = folder_sha256(target, files=ADAPTER_FILES)
     log.info("%s: trained in %.0f s, adapter %s", config.key, seconds, record["adapter_sha256"][:12])
     return TrainingResult(target, record)
 
@@ -609,3 +704,116 @@ def _save_checkpoint(folder: Path, stacks: _Stacks, optimiser, rng: random.Rando
         (staging / "state.json").write_text(json.dumps(state), encoding="utf-8")
 
     _save_atomically(folder, write)
+
+
+#: File name of the model card written beside each adapter.
+MODEL_CARD = "README.md"
+
+
+def write_model_card(adapter: str | os.PathLike, scores: Mapping[str, Mapping[str, float]] | None = None
+                     ) -> Path:
+    """Write the model card of a trained retriever from its ``training.json`` (and scores).
+
+    Args:
+        adapter: The adapter folder written by :func:`train_retriever`.
+        scores: ``{dataset/split: {measure: value}}`` measured with ``robustir evaluate``
+            after training (the test splits are only ever evaluated, never trained on).
+
+    Returns:
+        The card's path.
+    """
+    adapter = Path(adapter)
+    record = json.loads((adapter / "training.json").read_text(encoding="utf-8"))
+    config = record["config"]
+    history = record["history"]
+    validations = [(h["step"], h["validation_ndcg@10"]) for h in history if "validation_ndcg@10" in h]
+    lines = [
+        f"# {record['key']}",
+        "",
+        f"A dense retriever trained by robustir from {record['base_model']['display_name']} "
+        f"({record['base_model']['hf_id']}), {record['layers']['total']} of its layers, with the "
+        "recipe of the study's LLM retrievers: instruction-prefixed queries, the end-of-sequence "
+        "token appended, its final hidden state as the embedding (cosine), InfoNCE over in-batch "
+        "and BM25 hard negatives, LoRA adapters. Load it with `robustir evaluate --model "
+        f"{record['key']}` (catalog entry) — no network needed.",
+        "",
+        "## Data (no test query, no test judgment)",
+        "",
+        *[f"- {name}: " + ", ".join(f"{v} {k}" for k, v in sizes.items()) for name, sizes in record["data"].items()],
+        "",
+        "## Recipe and hyper-parameters",
+        "",
+        f"- layers: {record['layers']['total']} ({record['layers']['frozen']} frozen, their states computed "
+        f"once; LoRA r={config['lora_rank']}, alpha={config['lora_alpha']} on every linear layer of the top "
+        f"{record['layers']['trained']}; {record['trainable_parameters']:,} trainable parameters)",
+        f"- pooling: {config['pooling']}; max length {config['max_length']} tokens (EOS included)",
+        f"- InfoNCE temperature {config['temperature']}; {config['hard_negatives']} BM25 hard negative(s) per "
+        f"query from its top {config['negative_depth']}",
+        f"- AdamW, learning rate {config['learning_rate']} ({config['warmup_steps']} warm-up steps, cosine decay), "
+        f"{config['steps']} steps of {config['batch_size']} queries, seed {config['seed']}, {config['dtype']} weights",
+        "",
+        "## Training",
+        "",
+        f"- time: {record['frozen_states_seconds']:.0f} s for the frozen layers' states, "
+        f"{record['training_seconds']:.0f} s in all",
+        f"- hardware: {record['hardware']['cpu_count']} CPU cores ({record['hardware']['machine']}), "
+        f"torch {record['hardware']['torch']} with {record['hardware']['torch_threads']} threads",
+        f"- loss: {history[0]['loss']:.3f} at step 1, {history[-1]['loss']:.3f} at step {history[-1]['step']}",
+        "- validation nDCG@10 (held-out train queries, whole corpus): "
+        + ", ".join(f"{v:.4f} at step {s}" for s, v in validations),
+    ]
+    if scores:
+        lines += ["", "## Scores (`robustir evaluate`, after training)", "",
+                  "| dataset | " + " | ".join(next(iter(scores.values()))) + " |",
+                  "| --- |" + " --- |" * len(next(iter(scores.values())))]
+        lines += [f"| {name} | " + " | ".join(f"{v:.4f}" for v in values.values()) + " |"
+                  for name, values in scores.items()]
+    lines += ["", f"SHA-256 of the adapter ({', '.join(ADAPTER_FILES)}; "
+              f"`robustir.model_sources.folder_sha256`): `{folder_sha256(adapter, files=ADAPTER_FILES)}`", ""]
+    path = adapter / MODEL_CARD
+    path.write_text("\n".join(lines), encoding="utf-8")
+    return path
+
+
+def findings(clean: "pd.DataFrame", targets: Mapping[str, Sequence[float]], *, full: str,
+             depth_series: Sequence[str], control: str, baseline: str = "bm25"):
+    """The targets box of the training chapter, from the clean evaluations of the store.
+
+    Args:
+        clean: :func:`robustir.experiments.evaluation.summarise`'s table.
+        targets: ``{dataset: (bar, goal)}`` nDCG@10 of the full-depth retriever.
+        full: The full-depth retriever's key.
+        depth_series: The retrievers, smallest first.
+        control: The untrained model.
+        baseline: The stretch target's system (beat it on the first dataset).
+    """
+    from robustir.experiments.findings import Finding, against_target, format_number, lookup
+    from robustir.models import display_name
+
+    rows = []
+    for dataset, (bar, goal) in targets.items():
+        ours = lookup(clean, "nDCG@10", model=full, dataset=dataset)
+        untrained = lookup(clean, "nDCG@10", model=control, dataset=dataset)
+        rows.append(Finding(
+            claim=f"{display_name(full)} retrieves on {dataset} test (nDCG@10 bar {bar}, goal {goal})",
+            scope="in-domain (SciFact's train split) " if dataset == "scifact" else
+                  "out of domain: no query, judgment or document of this dataset in training",
+            ours=f"{format_number(ours, 4)} (untrained: {format_number(untrained, 4)})",
+            published="our target", verdict=against_target(ours, bar, goal),
+            rule=f"bar {bar}, goal {goal}"))
+    first = next(iter(targets))
+    scores = {m: lookup(clean, "nDCG@10", model=m, dataset=first) for m in depth_series}
+    monotone = all(a < b for a, b in zip(list(scores.values()), list(scores.values())[1:]))
+    rows.append(Finding(
+        claim="The depth series is monotone: more layers, better retrieval",
+        scope=f"{len(depth_series)} depths, one recipe, on {first}",
+        ours=", ".join(f"{display_name(m)} {format_number(v, 4)}" for m, v in scores.items()),
+        published="our target", verdict="goal met" if monotone else "missed",
+        rule="nDCG@10 rises at every step up in depth"))
+    ours, lexical = (lookup(clean, "nDCG@10", model=m, dataset=first) for m in (full, baseline))
+    rows.append(Finding(
+        claim=f"Stretch: {display_name(full)} beats {display_name(baseline)} on {first}",
+        scope="the lexical baseline is strong on SciFact's scientific claims",
+        ours=f"{format_number(ours, 4)} vs {format_number(lexical, 4)}",
+        published="our target", verdict=against_target(ours, lexical), rule="above the baseline"))
+    return rows
