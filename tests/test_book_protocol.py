@@ -103,8 +103,9 @@ def test_a_reference_to_a_missing_section_row_or_item_dangles(text):
 _CONF = """
 import sys
 sys.path[:0] = [{extensions!r}, {modules!r}]
-extensions = ["myst_parser", "sphinx.ext.autodoc", "sphinx.ext.napoleon", "protocol_refs"]
+extensions = ["myst_nb", "sphinx.ext.autodoc", "sphinx.ext.napoleon", "protocol_refs"]
 protocol_document = "protocol"
+nb_execution_mode = "off"
 exclude_patterns = ["_build"]
 """
 _APPENDIX = """
@@ -135,6 +136,19 @@ def pad(text):
 '''
 
 
+def _notebook(path: Path) -> None:
+    """An executed notebook: a Markdown cell citing the protocol, a code cell whose printed
+    output mentions a section that does not exist (output is not prose)."""
+    import nbformat
+
+    code = nbformat.v4.new_code_cell('print("§9.9 is printed, not cited")')
+    code.outputs = [nbformat.v4.new_output("stream", name="stdout", text="§9.9 is printed, not cited\n")]
+    notebook = nbformat.v4.new_notebook(cells=[
+        nbformat.v4.new_markdown_cell("# Run\n\nQueries left unchanged are counted (§8.1 row 13)."), code])
+    notebook.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nbformat.write(notebook, str(path))
+
+
 def _project(folder: Path, *, page: str, module: str = _MODULE) -> Path:
     (folder / "modules").mkdir(parents=True)
     (folder / "modules" / "toymod.py").write_text(module)
@@ -143,7 +157,8 @@ def _project(folder: Path, *, page: str, module: str = _MODULE) -> Path:
     (folder / "protocol.md").write_text(_APPENDIX)
     (folder / "page.md").write_text(page)
     (folder / "api.md").write_text("# API\n\n```{eval-rst}\n.. automodule:: toymod\n   :members:\n```\n")
-    (folder / "index.md").write_text("# Book\n\n```{toctree}\npage\napi\nprotocol\n```\n")
+    _notebook(folder / "run.ipynb")
+    (folder / "index.md").write_text("# Book\n\n```{toctree}\npage\nrun\napi\nprotocol\n```\n")
     return folder
 
 
@@ -174,6 +189,8 @@ def test_the_build_links_references_in_pages_and_docstrings(tmp_path):
     assert 'href="protocol.html#protocol-1-4-8"' in page
     assert 'href="protocol.html#protocol-8-1-row-13"' in page
     assert "literal §9.9 stays as it is" in page
+    run = (source / "_build" / "run.html").read_text()
+    assert 'href="protocol.html#protocol-8-1-row-13"' in run and "§9.9 is printed, not cited" in run
     api = (source / "_build" / "api.html").read_text()
     for label in ("protocol-1-4", "protocol-1-4-8", "protocol-8-1-row-13"):
         assert f'href="protocol.html#{label}"' in api
