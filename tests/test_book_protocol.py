@@ -76,7 +76,8 @@ ANCHORS = frozenset({"protocol-1-4", "protocol-1-4-8", "protocol-2-5", "protocol
 
 @pytest.mark.parametrize(("text", "expected"), [
     ("exact search (protocol §2.5).", [("§2.5", "protocol-2-5")]),
-    ("empty texts (§1.4.8) and prompts (§1.4)", [("§1.4.8", "protocol-1-4-8"), ("§1.4", "protocol-1-4")]),
+    ("empty texts (§1.4.8) and prompts (§1.4)",
+     [("§1.4.8", "protocol-1-4-8"), ("§1.4", "protocol-1-4")]),
     ("unchanged (protocol §8.1 row 13: reported)", [("§8.1 row 13", "protocol-8-1-row-13")]),
     ("improvements (protocol §8.2 items 7, 8)", [("§8.2 items 7", "protocol-8-2-item-7")]),
     ("accepted (§5.2 step 7.4, the candidates')", [("§5.2 step 7.4", "protocol-5-2-step-7")]),
@@ -141,11 +142,13 @@ def _notebook(path: Path) -> None:
     output mentions a section that does not exist (output is not prose)."""
     import nbformat
 
-    code = nbformat.v4.new_code_cell('print("§9.9 is printed, not cited")')
-    code.outputs = [nbformat.v4.new_output("stream", name="stdout", text="§9.9 is printed, not cited\n")]
-    notebook = nbformat.v4.new_notebook(cells=[
-        nbformat.v4.new_markdown_cell("# Run\n\nQueries left unchanged are counted (§8.1 row 13)."), code])
-    notebook.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    printed = "§9.9 is printed, not cited"
+    code = nbformat.v4.new_code_cell(f"print({printed!r})")
+    code.outputs = [nbformat.v4.new_output("stream", name="stdout", text=printed + "\n")]
+    prose = nbformat.v4.new_markdown_cell("# Run\n\nUnchanged queries are counted (§8.1 row 13).")
+    notebook = nbformat.v4.new_notebook(cells=[prose, code])
+    notebook.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3",
+                                       "language": "python"}
     nbformat.write(notebook, str(path))
 
 
@@ -156,7 +159,8 @@ def _project(folder: Path, *, page: str, module: str = _MODULE) -> Path:
                                                  modules=str(folder / "modules")))
     (folder / "protocol.md").write_text(_APPENDIX)
     (folder / "page.md").write_text(page)
-    (folder / "api.md").write_text("# API\n\n```{eval-rst}\n.. automodule:: toymod\n   :members:\n```\n")
+    (folder / "api.md").write_text("# API\n\n```{eval-rst}\n.. automodule:: toymod\n"
+                                   "   :members:\n```\n")
     _notebook(folder / "run.ipynb")
     (folder / "index.md").write_text("# Book\n\n```{toctree}\npage\nrun\napi\nprotocol\n```\n")
     return folder

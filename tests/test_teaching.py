@@ -28,6 +28,7 @@ sys.path.insert(0, str(EXTENSIONS))
 
 from page_notebooks import launch_target  # noqa: E402
 
+KERNELSPEC = {"name": "python3", "display_name": "Python 3", "language": "python"}
 CHAPTERS = sorted((ROOT / "book" / "teaching").glob("*.md"))
 
 
@@ -84,7 +85,7 @@ def _solutions(cells):
 
 
 @pytest.mark.parametrize("chapter", CHAPTERS, ids=lambda p: p.stem)
-def test_every_chapter_has_an_exercise_whose_hidden_solution_runs_the_library_and_checks_itself(chapter):
+def test_every_chapter_has_a_hidden_solution_that_runs_the_library_and_checks_itself(chapter):
     cells = _cells(chapter)
     library = _library_names(cells)
     checked = []
@@ -152,7 +153,7 @@ def test_the_recipe_spec_and_grid_use_real_options_and_the_default_grid_entry():
 # --- downloads and launch buttons -------------------------------------------------------------
 def _executed(path: Path, input_path: str | None) -> Path:
     notebook = nbformat.v4.new_notebook(cells=[nbformat.v4.new_markdown_cell("# A run")])
-    notebook.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    notebook.metadata["kernelspec"] = KERNELSPEC
     if input_path:
         notebook.metadata["papermill"] = {"input_path": input_path}
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -211,7 +212,7 @@ def test_every_page_downloads_as_a_notebook_and_launches_one_that_exists(tmp_pat
     (source / "conf.py").write_text(_CONF.format(extensions=str(EXTENSIONS)))
     (source / "index.md").write_text("# Book\n\n```{toctree}\nteaching\nplain\nrun\nchapter\n```\n")
     (source / "teaching.md").write_text(_TEACHING)
-    (source / "plain.md").write_text("# Plain\n\nNo code here.\n\n```bash\nrobustir run grid.yaml\n```\n")
+    (source / "plain.md").write_text("# Plain\n\nNo code here.\n\n```bash\nrobustir run g.yaml\n```\n")
     _executed(source / "run.ipynb", "/tmp/robustir-nb-1/evaluate.ipynb")
     _executed(source / "chapter.ipynb", None)
     out = tmp_path / "html"
@@ -231,5 +232,6 @@ def test_every_page_downloads_as_a_notebook_and_launches_one_that_exists(tmp_pat
     binder = "https://mybinder.org/v2/gh/robustir/robustir/main?urlpath=lab/tree/"
     assert binder + "teaching.md" in page("teaching") and "colab.research" not in page("teaching")
     assert binder + "notebooks/evaluate.py" in page("run") and "run.ipynb?" not in page("run")
-    assert "colab.research.google.com/github/robustir/robustir/blob/main/chapter.ipynb" in page("chapter")
+    colab = "https://colab.research.google.com/github/robustir/robustir/blob/main/"
+    assert colab + "chapter.ipynb" in page("chapter")
     assert "mybinder.org" not in page("plain")

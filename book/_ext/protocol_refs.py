@@ -18,8 +18,8 @@ transform runs, so the library's files need no edits. Code, literals, titles and
 are left alone. A reference whose section has no anchor stays text and is reported as a warning
 (type ``protocol``, subtype ``dangling``) naming the file, the line and the reference, e.g.
 ``lib/robustir/data.py:docstring of robustir.data.load_qrels:12: '§9.9' has no anchor …``, so
-the strict build (``-W``) fails. A ``§`` preceded by another document's name (``environment.md §4.4``) is that
-document's and is neither linked nor checked.
+the strict build (``-W``) fails. A ``§`` preceded by another document's name
+(``environment.md §4.4``) is that document's and is neither linked nor checked.
 
 Configuration (``conf.py`` / ``_config.yml`` ``sphinx.config``): ``protocol_document``, the
 docname of the appendix (default ``book/protocol``).
