@@ -21,6 +21,13 @@
 # systems, averaged with equal weights over the levels of a factor such as task type, are the
 # study's headline numbers (protocol §3.5).
 #
+# :::{admonition} Findings
+# :class: findings
+# ```{glue:md} generalizability_findings
+# :format: gfm
+# ```
+# :::
+#
 # This chapter fits these models with `robustir.stats.mixed.fit_mixed` (checked against R's
 # lme4 and emmeans to 1e-4 in `tests/test_mixed.py`) on
 #
@@ -31,13 +38,6 @@
 # Learning outcomes: read a mixed-model formula; tell a marginal mean from a raw mean; test a
 # family contrast such as the "specialization tax" of reasoning-tuned retrievers
 # ({doc}`../../teaching/mixed_models`).
-#
-# :::{admonition} Findings
-# :class: findings
-# ```{glue:md} generalizability_findings
-# :format: gfm
-# ```
-# :::
 
 # %% tags=["parameters"]
 reference_dir = "../shared/reference"  # folder with li2026_per_dataset_ndcg10.csv
@@ -225,6 +225,30 @@ else:
         f"and {n_datasets} dataset(s) for experiment {experiment!r}, variant {variant!r}; a "
         "mixed model with datasets as a random effect needs at least two of each."
     )
+
+# %% [markdown]
+# ### The study's Tables 1–2 on our query-level scores
+#
+# The study's three query-level models, `ndcg_10 ~ Model * X + (1 | dataset_name/query_id)` for
+# X = query type, task type and corpus type (reference levels contriever, FACTOID, Question
+# Answering, Wikipedia where present), with the marginal mean of every Model × X cell, the
+# Type-III ANOVA with Satterthwaite degrees of freedom (lmerTest's) and the refit without Quora
+# (`robustir.stats.generalizability.query_level_tables`, checked against R in the tests). A
+# model that our store cannot support (a factor with one level, or levels that are single
+# datasets, so the factor cannot be told from the datasets) is skipped with the reason.
+
+# %%
+from robustir.stats.generalizability import query_level_tables
+
+tables = query_level_tables(own) if n_models >= 2 else None
+for name, analysis in (tables.analyses.items() if tables else []):
+    if analysis.skipped:
+        display(Markdown(f"**{name}**: not fitted: {analysis.skipped}"))
+        continue
+    display(Markdown(f"**{name}**: `{analysis.formula}` on {analysis.n_obs} rows"))
+    display(analysis.cell_means.pivot(index="Model", columns=analysis.factor,
+                                      values="marginal_mean").round(3))
+    display(analysis.anova.round(4))
 
 # %% [markdown]
 # **Reading.** Our store holds {glue:text}`own_models` system(s) on {glue:text}`own_datasets`

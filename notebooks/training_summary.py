@@ -19,6 +19,13 @@
 # the recipe the study's LLM retrievers share (RepLLaMA {cite}`ma2024repllama`, E5-Mistral
 # {cite}`wang2024e5mistral`, Qwen3-Embedding {cite}`zhang2025qwen3`):
 #
+# :::{admonition} Targets and results
+# :class: findings
+# ```{glue:md} training_findings
+# :format: gfm
+# ```
+# :::
+#
 # * **instruction-prefixed queries**: `Instruct: <task>\nQuery:<query>`, the catalog's prompt
 #   style; documents have no prompt;
 # * **the end-of-sequence token appended** to every text, and its final hidden state, L2-normalised,
@@ -34,13 +41,6 @@
 # offline stand-in for the study's scaling series (Qwen3-Embedding 0.6B, 4B, 8B). The untrained
 # SmolLM2 stays in every analysis as a control. `make retrain` (or `robustir train-retriever
 # --config configs/train.yaml`) reproduces the shipped adapters from scratch.
-#
-# :::{admonition} Targets and results
-# :class: findings
-# ```{glue:md} training_findings
-# :format: gfm
-# ```
-# :::
 
 # %% tags=["parameters"]
 output = "results"  # results-store root (clean evaluations of the trained retrievers)

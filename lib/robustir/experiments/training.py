@@ -676,6 +676,11 @@ def _train(config: TrainingConfig, output: str | os.PathLike, data: TrainingData
 
     def write(folder: Path) -> None:
         stacks.peft.save_pretrained(folder)
+        # name the base by its id, not by this machine's folder of dequantised weights
+        adapter_config = json.loads((folder / "adapter_config.json").read_text(encoding="utf-8"))
+        adapter_config["base_model_name_or_path"] = spec.hf_id
+        (folder / "adapter_config.json").write_text(json.dumps(adapter_config, indent=2) + "\n",
+                                                    encoding="utf-8")
         (folder / "training.json").write_text(json.dumps(record, indent=1) + "\n", encoding="utf-8")
 
     _save_atomically(target, write)
