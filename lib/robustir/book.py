@@ -47,8 +47,9 @@ STRICT_FLAGS = ("-W", "-n", "--keep-going")
 """The strict build: warnings are errors, nitpicky references, report all warnings at once."""
 
 
-#: The checkout holding this package when it is installed from source (``lib/robustir/book.py``).
-CHECKOUT = Path(__file__).resolve().parents[2]
+# The checkout holding this package when it is installed from source (lib/robustir/book.py);
+# private so that the API page does not print a machine path.
+_CHECKOUT = Path(__file__).resolve().parents[2]
 
 
 def chapter_dataset(name: str, split: str = "test") -> Dataset:
@@ -66,7 +67,7 @@ def chapter_dataset(name: str, split: str = "test") -> Dataset:
         DatasetUnavailableError: The dataset is in none of these folders; the message lists
             them and the command that downloads it.
     """
-    roots = [data_root(), CHECKOUT / "data", CHECKOUT.parent / "shared" / "datasets"]
+    roots = [data_root(), _CHECKOUT / "data", _CHECKOUT.parent / "shared" / "datasets"]
     for root in roots:
         if (root / name).is_dir():
             return load_dataset(name, split, root)
