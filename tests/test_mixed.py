@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 from pathlib import Path
 
@@ -210,8 +209,6 @@ def test_factor_maps_cover_the_27_study_datasets():
 
 @pytest.fixture(scope="module")
 def r_reference(tmp_path_factory):
-    if shutil.which("Rscript") is None:
-        pytest.skip("Rscript not found: install r-base-core r-cran-lme4 r-cran-emmeans")
     out = tmp_path_factory.mktemp("r_reference")
     study_table().to_csv(out / "study.csv", index=False)
     subprocess.run(
