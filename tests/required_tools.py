@@ -37,15 +37,18 @@ def r_missing() -> str | None:
     """Why the R cross-checks cannot run here, or ``None`` when Rscript and its packages are present."""
     if shutil.which("Rscript") is None:
         return "Rscript not found: install r-base-core r-cran-lme4 r-cran-lmertest r-cran-emmeans"
-    probe = "for (p in commandArgs(TRUE)) if (!requireNamespace(p, quietly = TRUE)) cat(p, '')"
-    found = subprocess.run(["Rscript", "-e", probe, "--args", *R_PACKAGES],
-                           capture_output=True, text=True, timeout=120, check=False)
-    if found.returncode != 0:
-        return f"Rscript does not run: {found.stderr.strip()[:200]}"
-    absent = found.stdout.split()
+    absent = absent_r_packages(R_PACKAGES)
     if absent:
         return "R packages missing: install " + " ".join(f"r-cran-{p.lower()}" for p in absent)
     return None
+
+
+def absent_r_packages(packages: tuple[str, ...]) -> list[str]:
+    """The ``packages`` R cannot load (Rscript must be on the PATH)."""
+    probe = "for (p in commandArgs(TRUE)) if (!requireNamespace(p, quietly = TRUE)) cat(p, '')"
+    found = subprocess.run(["Rscript", "-e", probe, *packages],
+                           capture_output=True, text=True, timeout=120, check=True)
+    return found.stdout.split()
 
 
 @functools.lru_cache(maxsize=1)

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from required_tools import in_ci, missing_tool
+from required_tools import absent_r_packages, in_ci, missing_tool
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -49,3 +49,8 @@ def test_marked_tests_fail_in_ci_without_their_tool(tmp_path, tests, marker, rea
     # a failure in setup: pytest reports the tests as errors and exits 1
     assert ci.returncode == 1 and reason in ci.stdout, ci.stdout[-2000:]
     assert " error" in ci.stdout.splitlines()[-1] and " skipped" not in ci.stdout.splitlines()[-1]
+
+
+@pytest.mark.r
+def test_an_absent_r_package_is_named():
+    assert absent_r_packages(("lme4", "robustir.no.such.package")) == ["robustir.no.such.package"]
