@@ -51,6 +51,8 @@ TESTS = (
     "tests/test_perturb_synonyms.py",
     "tests/test_encode.py",
     "tests/test_mutation_cases.py",
+    "tests/test_mutation_survivors.py",
+    "tests/test_registries.py",
 )
 
 MUTMUT_CONFIG = f"""

@@ -137,3 +137,88 @@ def test_paired_tests_check_the_seeds_and_pass_the_resamples_on():
     assert randomisation["p_value"].tolist() == pytest.approx([1 / 100, 1 / 100])
     assert paired_tests(clean, (clean - 0.1)[None, :], seeds=[7],
                         rng=np.random.default_rng(0))["p_value"].iloc[0] == pytest.approx(1 / 10_001)
+
+
+def test_rank_biased_overlap_extrapolates_an_uneven_pair():
+    """S = (a, x), L = (a, b, c), p = 0.5 (Webber et al. eq. 32): X1 = X2 = X3 = 1, s = 2, l = 3;
+    Σ X_d/d·p^d = 1/2 + 1/8 + 1/24, tail X_s·(3 − 2)/(2·3)·p³ = 1/48, so (1 − p)/p · 33/48
+    + ((X3 − X2)/3 + X2/2)·p³ = 33/48 + 1/16 = 0.75."""
+    assert rank_biased_overlap(["a", "x"], ["a", "b", "c"], p=0.5) == pytest.approx(0.75)
+    assert rank_biased_overlap(["a", "b", "c"], ["a", "x"], p=0.5) == pytest.approx(0.75)
+
+
+def test_kendall_tau_of_two_items():
+    assert kendall_tau_b([1, 2], [1, 2]) == 1.0  # the denominator is exactly 1
+    assert kendall_tau_union(["a", "b"], ["b", "a"], k=2) == -1.0  # a union of two
+
+
+def test_rank_stability_reads_k_for_kendall_and_names_its_index():
+    clean = {"q": {"a": 4.0, "b": 3.0, "c": 2.0, "d": 1.0}}
+    perturbed = {"q": {"b": 4.0, "a": 3.0, "d": 2.0, "c": 1.0}}
+    frame = rank_stability(clean, perturbed, k=1)
+    assert frame.index.name == "query_id"
+    # over the whole lists τ would be (4 − 2)/6; over the top-1 union {a, b} it is −1
+    assert frame.loc["q", "KendallTau@1"] == -1.0
+
+
+# -- metrics/poisoning.py ---------------------------------------------------------------------------
+
+
+def test_tie_rule_errors_name_every_rule_and_reject_non_integer_cutoffs():
+    from robustir.metrics.poisoning import attack_success_rate
+
+    run = {"q": {"adv_doc_0_0": 0.5, "d": 0.4}}
+    with pytest.raises(ValueError) as error:
+        attack_success_rate(run, tie_rule="zhong")
+    assert str(error.value) == ("unknown tie rule 'zhong'; use one of adversarial_loses, "
+                                "adversarial_wins, trec_eval, run_order")
+    for cutoffs in ([True], [2.5], [0]):
+        with pytest.raises(ValueError, match="cutoffs must be positive integers"):
+            attack_success_rate(run, cutoffs)
+    with pytest.raises(ValueError) as error:
+        attack_success_rate({})
+    assert str(error.value) == "the run has no query; ASR@k is undefined"
+
+
+def test_run_order_keeps_a_real_document_ahead_of_a_tied_adversarial_one():
+    from robustir.metrics.poisoning import rank_with_tie_rule
+
+    hits = {"d1": 0.5, "adv_doc_0_0": 0.5}
+    assert rank_with_tie_rule(hits, "run_order") == ["d1", "adv_doc_0_0"]
+    assert rank_with_tie_rule(hits, "adversarial_wins") == ["adv_doc_0_0", "d1"]
+    # the default rule: the adversarial passage loses the tie
+    assert rank_with_tie_rule({"adv_doc_0_0": 0.5, "d1": 0.5, "d2": 0.9}) == ["d2", "d1", "adv_doc_0_0"]
+
+
+def test_a_custom_adversarial_prefix_decides_ties_and_success():
+    from robustir.metrics.poisoning import attack_success_rate, per_query_attack_success
+
+    run = {"q": {"evil_1": 0.5, "d": 0.5}}  # the adversarial id first in the run's order
+    assert attack_success_rate(run, [1], adversarial_prefix="evil") == {"ASR@1": 0.0}
+    assert attack_success_rate(run, [1], tie_rule="run_order", adversarial_prefix="evil") == {"ASR@1": 1.0}
+    frame = per_query_attack_success({"q": {"d": 0.9, "evil_1": 0.5}}, [1, 2], adversarial_prefix="evil")
+    assert frame.index.name == "query_id" and frame.to_dict("index") == {"q": {"ASR@1": 0.0, "ASR@2": 1.0}}
+    assert list(per_query_attack_success({}, [5]).columns) == ["ASR@5"]
+
+
+def test_ties_at_cutoff_counts_every_tied_query():
+    from robustir.metrics.poisoning import ties_at_cutoff
+
+    tied = {"a": 0.5, "b": 0.5}
+    assert ties_at_cutoff({"q1": tied, "q2": tied, "q3": {"a": 0.9, "b": 0.1}}, [1]) == {"ASR@1": 2}
+
+
+# -- perturb/variation.py ---------------------------------------------------------------------------
+
+
+def test_the_per_query_stream_is_pinned():
+    """The seed is the first 8 bytes (big-endian) of SHA-256("seed␟dataset␟qid"): changing it
+    would silently change every variant file made with rng_scope="query"."""
+    import hashlib
+    import random
+
+    from robustir.perturb import query_rng
+
+    digest = hashlib.sha256("27\x1ftoy\x1fq4".encode()).digest()
+    expected = random.Random(int.from_bytes(digest[:8], byteorder="big"))
+    assert query_rng(27, "toy", "q4").random() == expected.random()
