@@ -64,6 +64,8 @@ do_not_mutate = ["src/robustir/perturb/paraphrase.py"]
 pytest_add_cli_args = ["-p", "no:cacheprovider", "-m", "not slow and not r and not browser"]
 pytest_add_cli_args_test_selection = {list(TESTS)!r}
 process_isolation = "forkserver"
+# each mutant's process loads its models afresh (seconds): no timeout below that
+timeout_constant = 30.0
 """
 
 

@@ -176,6 +176,14 @@ def test_evaluate_variant_queries_under_their_name(small, tmp_path):
         assert stored["summary"]["metrics"] == pytest.approx(library.summary["metrics"])
 
 
+def test_evaluate_split_reads_that_splits_judgements(tiny_scifact, tmp_path):  # noqa: F811
+    store = tmp_path / "results"
+    assert main(["evaluate", "--model", "bm25", "--dataset", str(tiny_scifact), "--split", "train",
+                 "--output", str(store), "--quiet"]) == 0
+    stored = _summary(store, "evaluate", "bm25")
+    assert stored["params"]["split"] == "train" and stored["summary"]["n_queries"] == 30
+
+
 def test_evaluate_run_measures_and_table(tmp_path, capsys):
     (tmp_path / "qrels.txt").write_text("1 0 a 1\n1 0 b 0\n2 0 c 2\n")
     (tmp_path / "run.txt").write_text("1 Q0 b 1 0.9 t\n1 Q0 a 2 0.5 t\n2 Q0 d 1 0.8 t\n2 Q0 c 2 0.7 t\n")
@@ -261,6 +269,13 @@ def test_poison_options_change_the_entries(poisoned, tiny_model):  # noqa: F811
     asr = two["summary"]["metrics"]
     assert asr["ASR@5"] == asr["ASR@10"] == asr["ASR@20"] == asr["ASR@50"]
     assert two["params"]["top_k"] == 3 and len(two["summary"]["validation_similarity"]) == 2
+    # --passage-length, --iterations and --candidates name the passages file and shape the ids
+    files = {f.name.split("_supervised_")[1]: f
+             for f in (poisoned / "corpus_poisoning_passages" / key / "scifact").glob("*.json")}
+    assert sorted(files) == ["hotflip_N1_Len8_Iter2_Pool4_InitTrue.json",
+                             "hotflip_N2_Len8_Iter2_Pool4_InitTrue.json"]
+    passages = json.loads(files["hotflip_N2_Len8_Iter2_Pool4_InitTrue.json"].read_text())["passages"]
+    assert [len(p["best_adv_passage_ids"]) for p in passages.values()] == [8, 8]
 
 
 def test_geometry_sample_and_seed(tiny_model, tiny_scifact, tmp_path):  # noqa: F811
