@@ -13,7 +13,7 @@ export ROBUSTIR_CACHE ?= $(CURDIR)/.cache/robustir
 export NLTK_DATA := $(CURDIR)/build/nltk_data
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: setup book retrain test bench clean
+.PHONY: setup book retrain test bench mutation clean
 
 setup: $(SETUP_STAMP)
 
@@ -34,6 +34,12 @@ test: setup
 bench: setup
 	$(VENV)/bin/pip install -q -e ".[bench]"
 	for b in benchmarks/*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
+
+# Mutation testing of metrics/, stats/resampling.py, perturb/ and encode.py's pooling (mutmut,
+# fast tests only): prints the kill ratio and every survivor. Not part of CI (about an hour).
+mutation: setup
+	$(VENV)/bin/pip install -q "mutmut==3.8.1"
+	$(PY) scripts/mutation.py
 
 clean:
 	rm -rf _build build/nbtest results/.tmp-*

@@ -93,3 +93,10 @@ def scifact_tiny(shared_data, tmp_path_factory) -> Path:
                 for doc_id, grade in splits[split].qrels[qid].items():
                     out.write(f"{qid}\t{doc_id}\t{grade}\n")
     return folder
+
+
+def pytest_runtest_setup(item):
+    """Tests marked ``r`` or ``browser`` skip without their tool, and fail without it in CI."""
+    from required_tools import require_marked_tools
+
+    require_marked_tools(item)

@@ -26,6 +26,7 @@ from robustir.experiments.corpus_poisoning import evaluate_poisoning, final_toke
 from robustir.data import load_dataset
 from robustir.encode import Encoder
 from robustir.models import get_model_spec
+from independent import asr_by_hand
 
 
 def _subset(dataset, n_queries, extra_docs=0):
@@ -321,15 +322,30 @@ def test_poison_command_writes_passages_and_three_results_entries(
     assert sorted(summaries["variant"]) == ["gold_N1", "hotflip_N1", "query_text_N1"]
     assert summaries["seed"].tolist() == [2016] * 3
     assert summaries["n_queries"].tolist() == [20] * 3
-    assert ((summaries["ASR@5"] <= summaries["ASR@50"]) & (summaries["ASR@50"] <= 1)).all()
     entry = output / "corpus_poisoning/minilm/scifact/hotflip_N1/seed-2016"
     summary = json.loads((entry / "summary.json").read_text())
-    assert summary["validation_similarity"][0] >= summary["initial_validation_similarity"][0]
     (passages_file,) = (output / "corpus_poisoning_passages/minilm/scifact").glob("*.json")
     assert passages_file.name == ("scifact_train_attacked_documents_seed_2016_minilm_supervised_"
                                   "hotflip_N1_Len8_Iter3_Pool4_InitTrue.json")
     saved = json.loads(passages_file.read_text())
-    assert len(saved["passages"]["0"]["best_adv_passage_ids"]) == 8
+    kept = saved["passages"]["0"]
+    assert len(kept["best_adv_passage_ids"]) == 8
+    assert summary["validation_similarity"] == [kept["best_sim"]]
+    assert summary["initial_validation_similarity"] == [kept["initial_sim"]]
+    # the initial passage is replaced only by one of strictly higher validation similarity
+    if kept["best_adv_passage_ids"] == kept["initial_ids"]:
+        assert kept["best_sim"] == kept["initial_sim"]
+    else:
+        assert kept["best_sim"] > kept["initial_sim"]
+    # ASR@k recomputed from the embeddings: the passage succeeds on a query when fewer than k
+    # clean documents score at least as high (a tie goes to the real document)
+    test = load_dataset(scifact_attack_folder, "test")
+    minilm = Encoder(get_model_spec("minilm"), device="cpu", progress=False)
+    for variant, ids in (("hotflip_N1", kept["best_adv_passage_ids"]), ("gold_N1", kept["initial_ids"])):
+        expected, undecided = asr_by_hand(minilm, test, ids, (5, 10, 20, 50))
+        stored = summaries.set_index("variant").loc[variant]
+        for k, value in expected.items():
+            assert abs(stored[f"ASR@{k}"] - value) <= undecided[k] + 1e-12, (variant, k)
     assert saved["provenance"]["data_checksum"]
 
 

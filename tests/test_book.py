@@ -79,12 +79,11 @@ def built_book(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def browser():
-    selenium = pytest.importorskip("selenium.webdriver")
+    # only tests marked browser use it: conftest skips or fails them when Chromium is missing
+    from selenium import webdriver as selenium
     from selenium.webdriver.chrome.service import Service
 
     chromium, driver = shutil.which("chromium"), shutil.which("chromedriver")
-    if not chromium or not driver:
-        pytest.skip("Debian's chromium and chromium-driver are not installed (make setup)")
     options = selenium.ChromeOptions()
     options.binary_location = chromium
     for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
@@ -156,6 +155,7 @@ def _page_problems(browser, name: str, width: int) -> list[str]:
     return problems
 
 
+@pytest.mark.browser
 def test_every_chapter_renders_with_links_figures_and_math(built_book, browser):
     chapters = _chapters(built_book)
     assert len(chapters) >= 12
@@ -195,6 +195,7 @@ def test_every_chapter_renders_with_links_figures_and_math(built_book, browser):
     assert math_pages >= 5  # every teaching chapter has display math
 
 
+@pytest.mark.browser
 def test_figures_of_the_analysis_are_images_that_loaded(built_book, browser):
     page = built_book / "book/runs/aggregates/generalizability.html"
     browser.get(page.as_uri())

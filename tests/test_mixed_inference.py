@@ -7,7 +7,6 @@ against R lme4 + lmerTest + emmeans (``tests/r/satterthwaite_fits.R``).
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 from pathlib import Path
 
@@ -287,8 +286,6 @@ def study_subsample(queries_per_dataset: int = 20) -> pd.DataFrame:
 
 @pytest.fixture(scope="module")
 def lmertest_reference(tmp_path_factory):
-    if shutil.which("Rscript") is None:
-        pytest.skip("Rscript not found: install r-base-core r-cran-lme4 r-cran-lmertest r-cran-emmeans")
     out = tmp_path_factory.mktemp("lmertest")
     study_table().to_csv(out / "study.csv", index=False)
     command = ["Rscript", str(R_SCRIPT), str(out), str(out / "study.csv")]

@@ -10,7 +10,9 @@ To record (or, after a reviewed change, re-record) a notebook's summary::
 
     ROBUSTIR_RECORD_NOTEBOOK_OUTPUTS=<stem>[,<stem>…] pytest tests/test_notebooks.py
 
-then read the JSON file before committing it: it is the expectation the test enforces.
+then read the JSON file before committing it: it is the expectation the test enforces. Every
+number in it needs an entry in ``<stem>.provenance.json`` beside it (reference, hand or
+snapshot; ``tests/test_notebook_provenance.py`` checks them and recomputes the independent ones).
 """
 
 from __future__ import annotations
