@@ -41,6 +41,7 @@ from typing import Any
 import yaml
 
 from robustir.models import MODELS, ModelSpec, UnknownModelError
+from robustir.provenance import files_sha256
 
 __all__ = [
     "MODEL_OVERRIDES",
@@ -93,17 +94,8 @@ def folder_sha256(folder: str | os.PathLike) -> str:
     READMEs, licences and hidden files are left out: they do not change the embeddings.
     """
     folder = Path(folder)
-    digest = hashlib.sha256()
-    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
-        relative = path.relative_to(folder).as_posix()
-        if _IGNORED_FILES.search(relative):
-            continue
-        digest.update(relative.encode() + b"\0")
-        with path.open("rb") as handle:
-            for block in iter(lambda: handle.read(1 << 20), b""):
-                digest.update(block)
-        digest.update(b"\1")
-    return digest.hexdigest()
+    files = [p.relative_to(folder) for p in folder.rglob("*") if p.is_file()]
+    return files_sha256(folder, [p for p in files if not _IGNORED_FILES.search(p.as_posix())])
 
 
 def _slug(name: str) -> str:

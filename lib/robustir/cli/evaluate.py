@@ -73,7 +73,11 @@ def evaluate_run_command(args: argparse.Namespace) -> int:
     from robustir.metrics import mean_metrics, per_query_metrics
     from robustir.trec import read_qrels, read_run
 
-    per_query = per_query_metrics(read_qrels(args.qrels), read_run(args.run), args.measures)
+    qrels, run = read_qrels(args.qrels), read_run(args.run)
+    try:
+        per_query = per_query_metrics(qrels, run, args.measures)
+    except ValueError as error:
+        raise ValueError(f"{args.run} scored against {args.qrels}: {error}") from None
     means = mean_metrics(per_query)
     if args.json:
         print(json.dumps({"per_query": per_query.to_dict(orient="index"), "mean": means}, indent=2))
