@@ -117,7 +117,7 @@ def test_run_skips_finished_and_reruns_after_a_notebook_edit(tmp_path):
 
 def test_failed_job_is_reported_and_others_still_run(tmp_path):
     path = _grid_file(tmp_path, models=["bm25"], seeds=[1],
-                      variants={"clean": {"family": "clean"}, "bad": {"n_queries": "x"}})
+                      variants={"clean": {"family": "clean"}, "bad": {"n_queries": -1}})
     grid = load_grid(path, base=tmp_path)
     with pytest.raises(RunError) as error:
         run_grid(grid, workers=2)

@@ -27,8 +27,10 @@ from pathlib import Path
 
 import numpy as np
 
+from robustir.provenance import file_sha256
+
 __all__ = ["CacheProblem", "EmbeddingCache", "atomic_write", "atomic_write_text",
-           "default_cache_dir", "file_mode", "fingerprint"]
+           "default_cache_dir", "file_mode", "fingerprint", "writable_folder"]
 
 log = logging.getLogger(__name__)
 
@@ -83,17 +85,31 @@ def atomic_write(path: Path, write) -> None:
         raise
 
 
+def writable_folder(path: str | os.PathLike, what: str) -> Path:
+    """``path``, created if missing, once a file could be written in it: checked before any
+    work, so that a run never computes for minutes and then fails to save.
+
+    Args:
+        path: The folder.
+        what: What it is, for the message (e.g. ``"the results store"``).
+
+    Raises:
+        OSError: The folder cannot be created or written; the message names it.
+    """
+    path = Path(path)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=path):
+            pass
+    except OSError as error:
+        raise type(error)(f"{what} {path} is not writable ({error.strerror or error}); "
+                          "choose another folder or fix its permissions") from None
+    return path
+
+
 def atomic_write_text(path: Path, text: str) -> None:
     """Write UTF-8 ``text`` to ``path`` atomically (see :func:`atomic_write`)."""
     atomic_write(Path(path), lambda handle: handle.write(text.encode("utf-8")))
-
-
-def _file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _ids_sha256(ids: list[str]) -> str:
@@ -153,7 +169,7 @@ class EmbeddingCache:
             raise _Damaged("its ids do not match their checksum")
         if ids is not None and meta["ids"] != list(ids):
             raise _Damaged(f"it holds other ids than the {len(ids)} asked for")
-        if _file_sha256(array_path) != meta["array_sha256"]:
+        if file_sha256(array_path) != meta["array_sha256"]:
             raise _Damaged("the array does not match its checksum")
         try:
             vectors = np.load(array_path, allow_pickle=False)
