@@ -31,7 +31,8 @@ from pathlib import Path
 
 from jupyter_client.manager import AsyncKernelManager
 
-__all__ = ["OwnedKernelManager", "die_with_parent", "end_children", "job_lock", "start_worker"]
+__all__ = ["OwnedKernelManager", "die_with_parent", "end_children", "interrupts_held", "job_lock",
+           "start_worker"]
 
 logger = logging.getLogger(__name__)
 
@@ -64,12 +65,28 @@ def die_with_parent(parent_pid: int) -> None:
         os._exit(1)  # the parent died before the request was in place
 
 
+@contextlib.contextmanager
+def interrupts_held() -> Iterator[None]:
+    """Hold Ctrl-C (``SIGINT``) back while the block runs, and deliver it afterwards.
+
+    Worker processes started in the block begin with ``SIGINT`` blocked, as the mask is
+    inherited, until :func:`start_worker` ignores it: a Ctrl-C while a worker starts up is then
+    neither lost by the runner nor turned into a traceback by the worker.
+    """
+    held = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, held)
+
+
 def start_worker(parent_pid: int) -> None:
     """Initializer of a runner's worker process: die with the runner, and leave Ctrl-C to it
     (it ends its workers itself, so that an interrupt prints one line, not one traceback per
     worker)."""
     die_with_parent(parent_pid)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})  # see interrupts_held
 
 
 def _kernel_preexec(parent_pid: int) -> None:

@@ -85,7 +85,8 @@ from robustir.cache import atomic_write_text, writable_folder
 from robustir.grid_checks import (FAMILY_PARAMETER, GridError, Problems, check_family,
                                   check_parameters, load_yaml)
 from robustir.preflight import DATA_ROOT_PARAMETER, check_grid_datasets, notebook_defaults
-from robustir.processes import OwnedKernelManager, end_children, job_lock, start_worker
+from robustir.processes import (OwnedKernelManager, end_children, interrupts_held, job_lock,
+                                start_worker)
 from robustir.provenance import file_sha256
 from robustir.results import ResultStore, params_hash, verify_entry
 
@@ -764,9 +765,13 @@ def _run_local(grid: Grid, jobs: list[Job], workers: int, force: bool,
     with concurrent.futures.ProcessPoolExecutor(
             max_workers=workers, mp_context=context, initializer=_start_worker,
             initargs=(os.getpid(), workers)) as pool:
+        def submit(job: Job) -> concurrent.futures.Future:
+            with interrupts_held():  # the pool may start a worker here
+                return pool.submit(execute_job, grid, job, force=force)
+
         try:
             return _drive(
-                jobs, lambda job: pool.submit(execute_job, grid, job, force=force),
+                jobs, submit,
                 lambda futures: concurrent.futures.wait(
                     futures, return_when=concurrent.futures.FIRST_COMPLETED).done,
                 on_done,
