@@ -252,6 +252,16 @@ def _mapping(problems: Problems, container: Any, key: str, where: str, default: 
     return value
 
 
+def _nonempty_list(problems: Problems, entry: Mapping[str, Any], field: str,
+                   where: str) -> list:
+    """``entry[field]`` when it is a non-empty list, else a recorded problem and ``[]``."""
+    items = entry.get(field)
+    if isinstance(items, list) and items:
+        return items
+    problems.add(where, f"'{field}' must be a non-empty list, got {items!r}", entry, field)
+    return []
+
+
 def _plan_models(entry: Mapping[str, Any], where: str, base: Path,
                  problems: Problems) -> dict[str, tuple[str, Any]]:
     """``{name in the grid: (store key, source for the notebook)}`` of an analysis's models.
@@ -263,11 +273,7 @@ def _plan_models(entry: Mapping[str, Any], where: str, base: Path,
     from robustir.model_sources import ModelSourceError, resolve_model
     from robustir.models import UnknownModelError
 
-    items = entry.get("models")
-    if not isinstance(items, list) or not items:
-        problems.add(where, f"'models' must be a non-empty list of models, got {items!r}",
-                     entry, "models")
-        return {}
+    items = _nonempty_list(problems, entry, "models", where)
     planned: dict[str, tuple[str, Any]] = {}
     for index, item in enumerate(items):
         here = f"models[{index}]"
@@ -306,11 +312,7 @@ def _plan_datasets(entry: Mapping[str, Any], where: str, base: Path, reads_data:
     """
     from robustir.data import DATASETS, check_name, dataset_folder, dataset_key, is_dataset_path
 
-    items = entry.get("datasets")
-    if not isinstance(items, list) or not items:
-        problems.add(where, f"'datasets' must be a non-empty list of names, got {items!r}",
-                     entry, "datasets")
-        return {}
+    items = _nonempty_list(problems, entry, "datasets", where)
     planned: dict[str, tuple[str, str]] = {}
     for index, item in enumerate(items):
         here = f"datasets[{index}]"
