@@ -13,7 +13,7 @@ export ROBUSTIR_CACHE ?= $(CURDIR)/.cache/robustir
 export NLTK_DATA := $(CURDIR)/build/nltk_data
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: setup book test bench clean
+.PHONY: setup book retrain test bench clean
 
 setup: $(SETUP_STAMP)
 
@@ -24,6 +24,9 @@ $(SETUP_STAMP): pyproject.toml requirements/cpu.txt requirements/offline-models.
 book: setup
 	$(PY) -m robustir.cli data fetch --grid $(GRID)
 	$(PY) -m robustir.cli --verbose book --config $(GRID)
+
+retrain: setup
+	$(PY) -m robustir.cli train-retriever --config configs/train.yaml --evaluate scifact cranfield
 
 test: setup
 	TQDM_DISABLE=1 $(PY) -m pytest -p no:cacheprovider

@@ -11,13 +11,24 @@
 # ---
 
 # %% [markdown]
-# # Corpus poisoning across systems, datasets and seeds
+# # Corpus poisoning
 #
-# The aggregate of the `corpus_poisoning` runs in the results store, in the layout of the
-# study's Table 3 (protocol §5.3 step 5): ASR@20 × 100, mean ± population standard deviation
-# over the seeds, for N = 10 and N = 50 adversarial passages. The number of seeds behind each
-# cell is in parentheses. The baselines (the initial gold passages and query-text injection)
-# and the change in nDCG@10 caused by the poisoning (improvement §8.2 item 11) follow.
+# How often does an attacker who inserts a handful of optimised passages into the corpus get one
+# of them into the top 20? The study attacks ten dense systems with supervised HotFlip
+# {cite}`zhong2023poisoning,li2025reproducing` at $N \in \{10, 50\}$ passages and 5,000
+# iterations and reports ASR@20 ({doc}`../../teaching/perturbations`), as mean ± population
+# standard deviation over seeds (its Table 3). The offline default runs far fewer iterations,
+# chosen so that every attack finishes in minutes on two CPU cores, with bfloat16 weights as the
+# study runs every system; the run pages state each run's settings. The initial gold passages
+# and plain query-text injection are evaluated beside the optimised passages, so that what the
+# optimisation adds is visible, and so is the damage to retrieval quality.
+#
+# :::{admonition} Findings
+# :class: findings
+# ```{glue:md} poisoning_findings
+# :format: gfm
+# ```
+# :::
 
 # %% tags=["parameters"]
 output = "results"  # results-store root written by notebooks/corpus_poisoning.py
@@ -25,9 +36,17 @@ measure = "ASR@20"  # the study reports ASR@20
 n_passages = [10, 50]  # the N shown (the study: 10 and 50)
 
 # %%
+from IPython.display import Markdown
+from myst_nb import glue
+
+from robustir.experiments import corpus_poisoning
 from robustir.experiments.corpus_poisoning import final_token_table, poisoning_table, summarise
+from robustir.experiments.findings import findings_markdown, save_findings
 
 shown = summarise(output, n_passages=n_passages)
+findings = corpus_poisoning.findings(shown, measure=measure)
+save_findings(output, "corpus_poisoning", findings)
+glue("poisoning_findings", Markdown(findings_markdown(findings)), display=False)
 
 # %% [markdown]
 # ## Table 3: attack success of HotFlip passages

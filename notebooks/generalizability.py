@@ -21,6 +21,13 @@
 # systems, averaged with equal weights over the levels of a factor such as task type, are the
 # study's headline numbers (protocol §3.5).
 #
+# :::{admonition} Findings
+# :class: findings
+# ```{glue:md} generalizability_findings
+# :format: gfm
+# ```
+# :::
+#
 # This chapter fits these models with `robustir.stats.mixed.fit_mixed` (checked against R's
 # lme4 and emmeans to 1e-4 in `tests/test_mixed.py`) on
 #
@@ -29,7 +36,8 @@
 # 2. **our own** query-level nDCG@10 from the results store, with queries nested in datasets.
 #
 # Learning outcomes: read a mixed-model formula; tell a marginal mean from a raw mean; test a
-# family contrast such as the "specialization tax" of reasoning-tuned retrievers.
+# family contrast such as the "specialization tax" of reasoning-tuned retrievers
+# ({doc}`../../teaching/mixed_models`).
 
 # %% tags=["parameters"]
 reference_dir = "../shared/reference"  # folder with li2026_per_dataset_ndcg10.csv
@@ -44,11 +52,12 @@ classify_query_types = True  # try to load the NF-CATS classifier (needs the mod
 import logging
 
 import pandas as pd
-from IPython.display import display
+from IPython.display import Markdown, display
 from myst_nb import glue
 
 from robustir import plots
 from robustir.experiments import generalizability as experiment_module
+from robustir.experiments.findings import findings_markdown, save_findings
 from robustir.query_types import QueryTypeClassifierUnavailable, query_type_classifier
 from robustir.stats.mixed import fit_mixed
 
@@ -56,7 +65,7 @@ logging.basicConfig(level=logging.WARNING)
 plots.apply_theme()
 
 # %% [markdown]
-# ## 1. The published table: 9 systems × 27 datasets
+# ## The published table: 9 systems × 27 datasets
 #
 # The study's per-dataset nDCG@10 (×100 in the file, rescaled here to the [0, 1] scale of its
 # mixed models) gives one score per system and dataset. Each dataset also carries a task type
@@ -79,6 +88,9 @@ display(scores.head())
 
 # %%
 fits = experiment_module.fit_dataset_level(scores)
+findings = experiment_module.findings(fits, systems)
+save_findings(output, "generalizability", findings)
+glue("generalizability_findings", Markdown(findings_markdown(findings)), display=False)
 variance = pd.concat(
     {name: fit.variance_components.set_index("group")["std_dev"] for name, fit in fits.items()},
     axis=1,
@@ -105,7 +117,7 @@ plots.interval_plot(emms.set_index("Model").loc[order].reset_index(), estimate="
                     xlabel="marginal mean nDCG@10 (95% CI)");
 
 # %% [markdown]
-# ## 2. The "specialization tax"
+# ## The "specialization tax"
 #
 # The paper's abstract says that reasoning-tuned retrievers (ReasonIR, DIVER, ReasonEmbed) pay a
 # *specialization tax*: they generalize worse than general instruction-tuned LLM retrievers
@@ -149,7 +161,7 @@ glue("residual_sd", float(variance.loc["Residual", "dataset only"]), display=Fal
 # query-level models.
 
 # %% [markdown]
-# ## 3. Query type (NF-CATS)
+# ## Query type (NF-CATS)
 #
 # The study's query-type factor labels every query with the NF-CATS classifier
 # (`Lurunchik/nf-cats`, protocol §3.2) in the study's own head (a RoBERTa encoder, its own
@@ -175,7 +187,7 @@ print(f"NF-CATS query-type classifier: {query_type_status}")
 # (`benchmarks/mixed_model_fit.py` fits it at the study's scale of 382,716 rows).
 
 # %% [markdown]
-# ## 4. Our own query-level results
+# ## Our own query-level results
 #
 # The evaluation notebooks store one nDCG@10 per query in the results store. Queries are nested
 # in datasets, so the model is `ndcg_10 ~ Model + (1 | dataset_name/query_id)`: a random
@@ -215,11 +227,35 @@ else:
     )
 
 # %% [markdown]
+# ### The study's Tables 1–2 on our query-level scores
+#
+# The study's three query-level models, `ndcg_10 ~ Model * X + (1 | dataset_name/query_id)` for
+# X = query type, task type and corpus type (reference levels contriever, FACTOID, Question
+# Answering, Wikipedia where present), with the marginal mean of every Model × X cell, the
+# Type-III ANOVA with Satterthwaite degrees of freedom (lmerTest's) and the refit without Quora
+# (`robustir.stats.generalizability.query_level_tables`, checked against R in the tests). A
+# model that our store cannot support (a factor with one level, or levels that are single
+# datasets, so the factor cannot be told from the datasets) is skipped with the reason.
+
+# %%
+from robustir.stats.generalizability import query_level_tables
+
+tables = query_level_tables(own) if n_models >= 2 else None
+for name, analysis in (tables.analyses.items() if tables else []):
+    if analysis.skipped:
+        display(Markdown(f"**{name}**: not fitted: {analysis.skipped}"))
+        continue
+    display(Markdown(f"**{name}**: `{analysis.formula}` on {analysis.n_obs} rows"))
+    display(analysis.cell_means.pivot(index="Model", columns=analysis.factor,
+                                      values="marginal_mean").round(3))
+    display(analysis.anova.round(4))
+
+# %% [markdown]
 # **Reading.** Our store holds {glue:text}`own_models` system(s) on {glue:text}`own_datasets`
-# dataset(s); the system with the highest marginal mean is {glue:text}`own_best`. With two
-# datasets the dataset variance is barely identified, so the EMM intervals mostly reflect the
-# between-query spread; the pairwise Tukey contrasts, which compare systems on the same queries,
-# are the informative part.
+# dataset(s); the system with the highest marginal mean is {glue:text}`own_best`. A variance
+# between datasets estimated from so few datasets is poorly identified, so the EMM intervals
+# mostly reflect the between-query spread; the pairwise Tukey contrasts, which compare systems on
+# the same queries, are the informative part.
 
 # %%
 # NBVAL_CHECK_OUTPUT

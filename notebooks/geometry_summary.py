@@ -13,12 +13,23 @@
 # %% [markdown]
 # # Embedding geometry, stability and scale
 #
-# The aggregate of the geometry runs (`notebooks/geometry.py`, experiment `geometry`), set
-# against the stability results of the query-variation runs (experiment `query_variations`)
-# and the corpus-poisoning runs (experiment `corpus_poisoning`), coloured by clean
-# effectiveness (experiment `evaluate`). It follows the layout of the study's Figures 2 and 3
-# {cite}`li2026robustness`: one panel per (geometry metric, perturbation family), one point per
-# system, the Pearson r in the title with the study's `*` (p < 0.05) and `**` (p < 0.01).
+# Do geometric properties of a model's embedding space predict how robust it is? The study
+# correlates IsoScore, average cosine and spectral norms with drop rates and ASR@20 over seven
+# systems {cite}`li2026robustness` ({doc}`../../teaching/geometry`), and compares three sizes of
+# one family (Qwen3-Embedding 0.6B, 4B, 8B). Here the geometry runs (`notebooks/geometry.py`,
+# experiment `geometry`) are set against the stability results of the query-variation runs
+# and the corpus-poisoning runs, coloured by clean effectiveness, in the layout of the study's
+# Figures 2 and 3: one panel per (geometry metric, perturbation family), one point per system,
+# the Pearson r in the title with the study's `*` (p < 0.05) and `**` (p < 0.01). The depth
+# series of the retriever trained here (10, 20 and 30 layers of SmolLM2) stands in for the
+# scaling comparison.
+#
+# :::{admonition} Findings
+# :class: findings
+# ```{glue:md} geometry_findings
+# :format: gfm
+# ```
+# :::
 #
 # Panels whose stability results are absent from the store are skipped with a note. Each point
 # is one system's seed mean; the study had 7 systems per panel (its 8 dense RQ1 systems without
@@ -51,6 +62,7 @@ from myst_nb import glue
 
 from robustir import plots
 from robustir.experiments import geometry as experiment
+from robustir.experiments.findings import findings_markdown, save_findings
 from robustir.models import MODELS
 from robustir.stats import correlation
 
@@ -61,9 +73,9 @@ PAPER = "Li et al. (2026)"
 # %% [markdown]
 # ## Geometry of the offline encoders
 #
-# Seed mean (and population std over seeds) of every geometry value. On a corpus smaller than
-# the sample size every seed samples the whole corpus, so only the random-pair average cosine
-# varies with the seed.
+# Seed mean (and population std over seeds) of every geometry value. When the sample size covers
+# the whole corpus, every seed samples all of it, so only the random-pair average cosine varies
+# with the seed.
 
 # %%
 geometry_table = experiment.summarise(output, models=models)
@@ -282,6 +294,9 @@ published_scaling
 ours_scaling.round(4)
 
 # %%
+findings = experiment.findings(grid, ours_scaling)
+save_findings(output, "geometry", findings)
+glue("geometry_findings", Markdown(findings_markdown(findings)), display=False)
 glue("geometry_n_encoders", n_encoders, display=False)
 glue("geometry_n_tests", len(grid), display=False)
 glue("geometry_max_panel_systems", int(grid["n"].max()) if not grid.empty else 0, display=False)

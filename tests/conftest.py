@@ -70,3 +70,32 @@ def scifact_mini(shared_data, tmp_path_factory) -> Path:
             for doc_id, grade in full.qrels[qid].items():
                 out.write(f"{qid}\t{doc_id}\t{grade}\n")
     return folder
+
+
+@pytest.fixture(scope="session")
+def scifact_tiny(shared_data, tmp_path_factory) -> Path:
+    """A BEIR folder ``…/scifact`` with 20 test and 30 train SciFact queries, their gold
+    documents and 60 others: small enough to train or attack on."""
+    from robustir.data import load_dataset
+
+    folder = tmp_path_factory.mktemp("tiny") / "scifact"
+    (folder / "qrels").mkdir(parents=True)
+    splits = {s: load_dataset(shared_data / "scifact", s) for s in ("test", "train")}
+    chosen = {"test": list(splits["test"].qrels)[:20], "train": list(splits["train"].qrels)[:30]}
+    corpus = splits["test"].corpus
+    gold = {d for s, qids in chosen.items() for q in qids for d in splits[s].qrels[q]}
+    documents = [*sorted(gold), *[d for d in corpus if d not in gold][:60]]
+    with (folder / "corpus.jsonl").open("w") as out:
+        for doc_id in documents:
+            out.write(json.dumps({"_id": doc_id, **corpus[doc_id]}) + "\n")
+    with (folder / "queries.jsonl").open("w") as out:
+        for split, qids in chosen.items():
+            for qid in qids:
+                out.write(json.dumps({"_id": qid, "text": splits[split].queries[qid]}) + "\n")
+    for split, qids in chosen.items():
+        with (folder / "qrels" / f"{split}.tsv").open("w") as out:
+            out.write("query-id\tcorpus-id\tscore\n")
+            for qid in qids:
+                for doc_id, grade in splits[split].qrels[qid].items():
+                    out.write(f"{qid}\t{doc_id}\t{grade}\n")
+    return folder

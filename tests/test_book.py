@@ -50,7 +50,7 @@ def _small_grid(directory: Path) -> Path:
             "notebook": "notebooks/generalizability.py",
             "parameters": {"classify_query_types": False,
                            "reference_dir": str(ROOT.parent / "shared" / "reference")},
-        }],
+        }, {"notebook": "notebooks/findings.py", "parameters": {}}],
     }
     path = directory / "small.yaml"
     path.write_text(yaml.safe_dump(grid, sort_keys=False))
@@ -126,44 +126,72 @@ def test_strict_build_leaves_out_only_unproduced_notebooks(built_book):
     assert "cell_input" not in injected[0]
 
 
-def test_every_chapter_renders_with_links_figures_and_math(built_book, browser, tmp_path):
+#: Text a reader must never see on a page.
+FORBIDDEN = ("Traceback", "NBVAL", str(ROOT))
+#: Reader widths: a laptop and a phone.
+WIDTHS = (1400, 420)
+
+
+def _page_problems(browser, name: str, width: int) -> list[str]:
+    """What is wrong with the page open in ``browser`` at ``width`` pixels."""
+    problems = []
+    overflow = browser.execute_script(
+        "return document.documentElement.scrollWidth - document.documentElement.clientWidth")
+    if overflow > 1:
+        problems.append(f"{name} at {width}px: the page scrolls sideways by {overflow}px")
+    broken = browser.execute_script(
+        "return Array.from(document.images).filter("
+        "img => !(img.complete && img.naturalWidth > 0)).map(img => img.src)")
+    if broken:
+        problems.append(f"{name}: images that did not load: {broken}")
+    text = browser.execute_script("return document.body.innerText")
+    problems += [f"{name}: shows {word!r}" for word in FORBIDDEN if word in text]
+    if re.search(r"\$\$|\\\(|\\\[", text):
+        problems.append(f"{name}: untypeset math in the text")
+    empty = browser.execute_script(
+        "return Array.from(document.querySelectorAll('.admonition.findings'))"
+        ".filter(box => box.querySelectorAll('td').length === 0).length")
+    if empty:
+        problems.append(f"{name}: {empty} findings box(es) without a row")
+    return problems
+
+
+def test_every_chapter_renders_with_links_figures_and_math(built_book, browser):
     chapters = _chapters(built_book)
     assert len(chapters) >= 12
     id_cache: dict[Path, set[str]] = {}
-    screenshots = tmp_path / "screenshots"
-    screenshots.mkdir()
-    math_pages = 0
-    for page in chapters:
-        assert page.is_file(), f"{page} was not built"
-        browser.get(page.as_uri())
-        name = str(page.relative_to(built_book)).replace("/", "_")
-        shot = screenshots / f"{name}.png"
-        assert browser.save_screenshot(str(shot)) and shot.stat().st_size > 10_000, name
-
-        for href in browser.execute_script(
-                "return Array.from(document.querySelectorAll('a[href]'), a => a.href)"):
-            url = urlparse(href)
-            if url.scheme != "file":
-                continue
-            target = Path(unquote(url.path))
-            assert target.exists(), f"{name}: broken link to {href}"
-            if url.fragment and target.suffix == ".html":
-                assert unquote(url.fragment) in _ids(target, id_cache), \
-                    f"{name}: link to missing anchor {href}"
-
-        broken = browser.execute_script(
-            "return Array.from(document.images).filter("
-            "img => !(img.complete && img.naturalWidth > 0)).map(img => img.src)")
-        assert broken == [], f"{name}: images that did not load: {broken}"
-
-        source = page.read_text(encoding="utf-8")
-        if re.search(r'class="math', source):
-            math_pages += 1
-            rendered = browser.execute_script(
-                "return new Promise(done => (window.MathJax && MathJax.startup"
-                " ? MathJax.startup.promise : Promise.resolve()).then("
-                "() => done(document.querySelectorAll('mjx-container').length)));")
-            assert rendered > 0, f"{name}: math present but MathJax rendered nothing"
+    screenshots = built_book.parent / "screenshots"
+    problems, math_pages = [], 0
+    for width in WIDTHS:
+        browser.set_window_size(width, 900)
+        (screenshots / str(width)).mkdir(parents=True, exist_ok=True)
+        for page in chapters:
+            assert page.is_file(), f"{page} was not built"
+            browser.get(page.as_uri())
+            name = str(page.relative_to(built_book)).replace("/", "_")
+            if page.name.endswith(".html") and width == WIDTHS[0]:
+                source = page.read_text(encoding="utf-8")
+                if re.search(r'class="math', source):
+                    math_pages += 1
+                    rendered = browser.execute_script(
+                        "return new Promise(done => (window.MathJax && MathJax.startup"
+                        " ? MathJax.startup.promise : Promise.resolve()).then("
+                        "() => done(document.querySelectorAll('mjx-container').length)));")
+                    assert rendered > 0, f"{name}: math present but MathJax rendered nothing"
+                for href in browser.execute_script(
+                        "return Array.from(document.querySelectorAll('a[href]'), a => a.href)"):
+                    url = urlparse(href)
+                    if url.scheme != "file":
+                        continue
+                    target = Path(unquote(url.path))
+                    assert target.exists(), f"{name}: broken link to {href}"
+                    if url.fragment and target.suffix == ".html":
+                        assert unquote(url.fragment) in _ids(target, id_cache), \
+                            f"{name}: link to missing anchor {href}"
+            shot = screenshots / str(width) / f"{name}.png"
+            assert browser.save_screenshot(str(shot)) and shot.stat().st_size > 10_000, name
+            problems += _page_problems(browser, name, width)
+    assert problems == [], "\n".join(problems)
     assert math_pages >= 5  # every teaching chapter has display math
 
 

@@ -55,34 +55,6 @@ def tiny_model(tmp_path_factory) -> Path:
     return tiny_sentence_transformer(tmp_path_factory.mktemp("byo") / "model")
 
 
-@pytest.fixture(scope="module")
-def tiny_scifact(shared_data, tmp_path_factory) -> Path:
-    """SciFact cut to 20 test and 30 train queries, their gold documents and 60 others."""
-    from robustir.data import load_dataset
-
-    folder = tmp_path_factory.mktemp("tiny") / "scifact"
-    (folder / "qrels").mkdir(parents=True)
-    splits = {s: load_dataset(shared_data / "scifact", s) for s in ("test", "train")}
-    chosen = {"test": list(splits["test"].qrels)[:20], "train": list(splits["train"].qrels)[:30]}
-    corpus = splits["test"].corpus
-    gold = {d for s, qids in chosen.items() for q in qids for d in splits[s].qrels[q]}
-    documents = [*sorted(gold), *[d for d in corpus if d not in gold][:60]]
-    with (folder / "corpus.jsonl").open("w") as out:
-        for doc_id in documents:
-            out.write(json.dumps({"_id": doc_id, **corpus[doc_id]}) + "\n")
-    with (folder / "queries.jsonl").open("w") as out:
-        for split, qids in chosen.items():
-            for qid in qids:
-                out.write(json.dumps({"_id": qid, "text": splits[split].queries[qid]}) + "\n")
-    for split, qids in chosen.items():
-        with (folder / "qrels" / f"{split}.tsv").open("w") as out:
-            out.write("query-id\tcorpus-id\tscore\n")
-            for qid in qids:
-                for doc_id, grade in splits[split].qrels[qid].items():
-                    out.write(f"{qid}\t{doc_id}\t{grade}\n")
-    return folder
-
-
 def test_a_sentence_transformers_folder_is_read_from_its_own_config(tiny_model):
     spec = resolve_model(tiny_model)
     assert (spec.pooling, spec.normalize, spec.score, spec.max_length) == ("mean", True, "cos", 64)
@@ -149,15 +121,15 @@ def test_a_yaml_spec_and_a_mapping_resolve_alike(tmp_path, tiny_model):
     assert from_file == from_mapping and from_file.query_prompt("scifact") == "search: "
 
 
-def test_every_analysis_runs_on_a_folder_through_the_command_line(tiny_model, tiny_scifact,
+def test_every_analysis_runs_on_a_folder_through_the_command_line(tiny_model, scifact_tiny,
                                                                     tmp_path, capsys):
     store = tmp_path / "results"
     cache = tmp_path / "cache"
-    common = ["--model", str(tiny_model), "--dataset", str(tiny_scifact), "--output", str(store),
+    common = ["--model", str(tiny_model), "--dataset", str(scifact_tiny), "--output", str(store),
               "--cache-dir", str(cache)]
     assert main(["evaluate", *common, "--quiet"]) == 0
     variants = tmp_path / "ordering.jsonl"
-    assert main(["vary", "--dataset", str(tiny_scifact), "--family", "ordering", "--seed", "5",
+    assert main(["vary", "--dataset", str(scifact_tiny), "--family", "ordering", "--seed", "5",
                  "--output", str(variants)]) == 0
     assert main(["evaluate", *common, "--queries", str(variants), "--quiet"]) == 0
     assert main(["poison", *common, "--n-passages", "2", "--iterations", "2", "--candidates",
@@ -200,14 +172,14 @@ class TitleMatcher:
         return run
 
 
-def test_user_objects_are_evaluated_like_catalog_models(tiny_scifact):
+def test_user_objects_are_evaluated_like_catalog_models(scifact_tiny):
     from robustir.experiments.evaluation import evaluate
     from robustir.retrievers import EncodeFunctionsRetriever, SearchFunctionRetriever, make_retriever
 
     assert isinstance(make_retriever(OverlapEncoder()), EncodeFunctionsRetriever)
     assert isinstance(make_retriever(TitleMatcher(), name="titles"), SearchFunctionRetriever)
-    letters = evaluate(OverlapEncoder(), tiny_scifact, progress=False, top_k=10)
-    titles = evaluate(make_retriever(TitleMatcher(), name="titles"), tiny_scifact, progress=False,
+    letters = evaluate(OverlapEncoder(), scifact_tiny, progress=False, top_k=10)
+    titles = evaluate(make_retriever(TitleMatcher(), name="titles"), scifact_tiny, progress=False,
                       top_k=10)
     assert letters.params["model"]["key"] == "letters"
     assert titles.params["model"]["key"] == "titles"
@@ -218,12 +190,12 @@ def test_user_objects_are_evaluated_like_catalog_models(tiny_scifact):
         assert scores == sorted(scores, reverse=True)
 
 
-def test_a_grid_takes_folders_and_inline_mappings(tiny_model, tiny_scifact, tmp_path):
+def test_a_grid_takes_folders_and_inline_mappings(tiny_model, scifact_tiny, tmp_path):
     from robustir.runs import load_grid, run_grid
 
     repo = Path(__file__).resolve().parents[1]
     cls = {"source": str(tiny_model), "pooling": "cls"}
-    data = {"data_root": str(tiny_scifact.parent)}
+    data = {"data_root": str(scifact_tiny.parent)}
     grid_file = tmp_path / "grid.yaml"
     grid_file.write_text(yaml.safe_dump({
         "results": str(tmp_path / "results"), "runs_dir": str(tmp_path / "runs"), "workers": 1,

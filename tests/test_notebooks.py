@@ -8,7 +8,7 @@ reviewed outputs recorded in ``tests/fixtures/notebook_outputs/<stem>.json``.
 
 To record (or, after a reviewed change, re-record) a notebook's summary::
 
-    ROBUSTIR_RECORD_NOTEBOOK_OUTPUTS=1 pytest tests/test_notebooks.py -k <stem>
+    ROBUSTIR_RECORD_NOTEBOOK_OUTPUTS=<stem>[,<stem>…] pytest tests/test_notebooks.py
 
 then read the JSON file before committing it: it is the expectation the test enforces.
 """
@@ -25,14 +25,16 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 # Analyses first, then the notebooks that aggregate their results from the shared store.
-AGGREGATES = ("generalizability",)
+AGGREGATES = ("generalizability", "findings")
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.py"),
-                   key=lambda p: (p.stem.endswith("_summary") or p.stem in AGGREGATES, p.stem))
+                   key=lambda p: (p.stem.endswith("_summary") or p.stem in AGGREGATES,
+                                  p.stem == "findings", p.stem))
 FIXTURE = ROOT / "tests" / "fixtures" / "notebooks" / "tiny_entry.py"
 EXPECTED = ROOT / "tests" / "fixtures" / "notebook_outputs"
 NBTEST = ROOT / "build" / "nbtest"
 CHECK_MARKER = "# NBVAL_CHECK_OUTPUT"
-RECORD = os.environ.get("ROBUSTIR_RECORD_NOTEBOOK_OUTPUTS") == "1"
+# "1" records every notebook's summary; a comma-separated list of stems records only those
+RECORD = os.environ.get("ROBUSTIR_RECORD_NOTEBOOK_OUTPUTS", "")
 
 
 def small_parameters(stem: str, data_root: Path, store: Path, full_data: Path) -> dict | None:
@@ -62,6 +64,9 @@ def small_parameters(stem: str, data_root: Path, store: Path, full_data: Path) -
         "query_variations_summary": {"output": str(store), "n_resamples": 100},
         "geometry_summary": {"output": str(store),
                              "reference_dir": str(ROOT.parent / "shared" / "reference")},
+        "effectiveness_summary": {"output": str(store),
+                                  "reference_dir": str(ROOT.parent / "shared" / "reference")},
+        "findings": {"output": str(store)},
     }
     return table.get(stem)
 
@@ -108,7 +113,7 @@ def test_notebook_runs_with_small_parameters(source, scifact_mini, shared_data, 
     index = _check_cell(notebook)
     expected_file = EXPECTED / f"{source.stem}.json"
 
-    if RECORD:
+    if RECORD == "1" or source.stem in RECORD.split(","):
         executed = tmp_path / "executed.ipynb"
         papermill.execute_notebook(str(prepared), str(executed), kernel_name="python3",
                                    cwd=str(ROOT), progress_bar=False)

@@ -353,8 +353,15 @@ class _DocumentPath:
         self.device = encoder.device
 
     def input_ids(self, passages: torch.Tensor) -> torch.Tensor:
+        """Prompt ids, the passage ids and, for systems that append the end-of-sequence token
+        to every text themselves (``ModelSpec.append_eos``: part of their document path, unlike
+        a tokenizer's special tokens), that token."""
         prompt = torch.tensor(self.prompt_ids, dtype=torch.long, device=self.device)
-        return torch.cat([prompt.expand(passages.shape[0], -1), passages.to(self.device)], dim=1)
+        parts = [prompt.expand(passages.shape[0], -1), passages.to(self.device)]
+        if self.encoder.spec.append_eos:
+            eos = torch.tensor([self.encoder.tokenizer.eos_token_id], device=self.device)
+            parts.append(eos.expand(passages.shape[0], -1))
+        return torch.cat(parts, dim=1)
 
     def __call__(self, passages: torch.Tensor, *, inputs_embeds: torch.Tensor | None = None):
         """Pooled vectors of ``passages`` (``(batch, length)`` ids), or of ``inputs_embeds``

@@ -15,7 +15,11 @@ Two details the build needs:
 * jupyter-cache does not notice library changes (environment.md §4.4, pitfall 2), so the build
   clears the teaching chapters' execution cache whenever the library's source changed.
 
-Used in the book: the preface ("Rerunning this book") and "Reproducing at paper scale".
+The teaching chapters read a few queries of the shared collections with
+:func:`chapter_dataset`, which finds them wherever the book is built.
+
+Used in the book: the preface ("Rerunning this book"), "Reproducing at paper scale" and the
+teaching chapters.
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ from typing import Any
 
 import yaml
 
+from robustir.data import Dataset, DatasetUnavailableError, data_root, load_dataset
 from robustir.runs import load_grid, run_aggregates, run_grid
 
 logger = logging.getLogger(__name__)
@@ -40,6 +45,36 @@ NOTEBOOK_SUFFIXES = (".md", ".ipynb", ".py", ".rst")
 
 STRICT_FLAGS = ("-W", "-n", "--keep-going")
 """The strict build: warnings are errors, nitpicky references, report all warnings at once."""
+
+
+#: The checkout holding this package when it is installed from source (``lib/robustir/book.py``).
+CHECKOUT = Path(__file__).resolve().parents[2]
+
+
+def chapter_dataset(name: str, split: str = "test") -> Dataset:
+    """One split of a dataset for a teaching chapter's examples.
+
+    A chapter executes in its own folder, so the data root is looked up the way ``make book``
+    does: ``$ROBUSTIR_DATA`` (else ``./data``), then ``data/`` in the checkout, then the shared
+    collections beside the checkout (``../shared/datasets``).
+
+    Args:
+        name: Dataset key, e.g. ``"scifact"``.
+        split: Qrels split.
+
+    Raises:
+        DatasetUnavailableError: The dataset is in none of these folders; the message lists
+            them and the command that downloads it.
+    """
+    roots = [data_root(), CHECKOUT / "data", CHECKOUT.parent / "shared" / "datasets"]
+    for root in roots:
+        if (root / name).is_dir():
+            return load_dataset(name, split, root)
+    searched = ", ".join(str(root) for root in roots)
+    raise DatasetUnavailableError(
+        f"dataset {name!r} is not in {searched}; download it with `robustir data fetch {name}` "
+        "or point ROBUSTIR_DATA at a folder that holds it"
+    )
 
 
 class BookBuildError(RuntimeError):

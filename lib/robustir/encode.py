@@ -38,10 +38,16 @@ from robustir.embeddings import Embeddings
 from robustir.models import MODELS, ModelSpec
 
 __all__ = [
+    "ENCODER_OUTPUT_VERSION",
     "Encoder",
     "EncoderStats",
+    "base_weights_location",
+    "default_dtype",
+    "forward_identity",
+    "load_wordllama",
     "pool",
     "select_device",
+    "truncate_layers",
 ]
 
 log = logging.getLogger(__name__)
@@ -253,9 +259,9 @@ def default_dtype(spec: ModelSpec, device: str | torch.device | None = None) -> 
 
 @functools.lru_cache(maxsize=32)
 def _adapter_sha256(path: str) -> str:
-    from robustir.model_sources import folder_sha256
+    from robustir.model_sources import ADAPTER_FILES, folder_sha256
 
-    return folder_sha256(path)
+    return folder_sha256(path, files=ADAPTER_FILES)
 
 
 def forward_identity(spec: ModelSpec, *, max_length: int | None = None, dtype: str | None = None,

@@ -23,7 +23,7 @@ change a system's embeddings, so they change its key: ``minilm`` with CLS poolin
 ``model`` never share results or cached embeddings. The maximum length and the dtype are run
 settings recorded with every result, as for catalog entries (``--max-length``, ``--dtype``).
 
-Used in the book chapter "Rerun it on your model" and by every run notebook.
+Used in the book chapter "Reproducing" (its section "Rerun this page with another model") and by every run notebook.
 """
 
 from __future__ import annotations
@@ -44,6 +44,7 @@ from robustir.models import MODELS, ModelSpec, UnknownModelError
 from robustir.provenance import files_sha256
 
 __all__ = [
+    "ADAPTER_FILES",
     "MODEL_OVERRIDES",
     "ModelSourceError",
     "folder_sha256",
@@ -88,14 +89,23 @@ class ModelSourceError(ValueError):
     """A model source cannot be used; the message names the file or field and the fix."""
 
 
-def folder_sha256(folder: str | os.PathLike) -> str:
+#: The files of a LoRA adapter folder that decide its output (not its training record or card).
+ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors")
+
+
+def folder_sha256(folder: str | os.PathLike, *, files: tuple[str, ...] | None = None) -> str:
     """SHA-256 over the relative paths and bytes of the files that define a model folder.
 
     READMEs, licences and hidden files are left out: they do not change the embeddings.
+
+    Args:
+        folder: The folder.
+        files: Hash only these relative paths (e.g. :data:`ADAPTER_FILES`); default: all.
     """
     folder = Path(folder)
-    files = [p.relative_to(folder) for p in folder.rglob("*") if p.is_file()]
-    return files_sha256(folder, [p for p in files if not _IGNORED_FILES.search(p.as_posix())])
+    found = [p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file()]
+    return files_sha256(folder, [p for p in found if not _IGNORED_FILES.search(p)
+                                 and (files is None or p in files)])
 
 
 def _slug(name: str) -> str:

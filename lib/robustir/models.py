@@ -305,6 +305,16 @@ _SMOLLM2 = dict(
     retrieval_trained=False,
 )
 _SMOLLM2_NOTE = "a chat LM, not trained for retrieval: exercises the LLM-retriever code path only"
+_SMOLLM2_RETRIEVER = dict(
+    {k: v for k, v in _SMOLLM2.items() if k != "parameters"},
+    family="offline decoder-only retriever",
+    pooling="last_token",
+    append_eos=True,
+    max_length=64,
+    retrieval_trained=True,
+    note="trained by robustir on scifact's train split and corpus titles (configs/train.yaml); "
+         "the offline stand-in for an LLM retriever",
+)
 
 _SPECS = [
     # --- the study's systems (protocol §1.1) ---
@@ -345,6 +355,14 @@ _SPECS = [
               **_SMOLLM2),
     ModelSpec("smollm2_l15", "SmolLM2-135M (layer 15)", pooling="last_token", layer=15,
               note=_SMOLLM2_NOTE, **_SMOLLM2),
+    # the decoder-only retrievers robustir trains from SmolLM2 (configs/train.yaml): one recipe,
+    # three depths (the offline stand-in for the study's Qwen3-Embedding scaling series)
+    ModelSpec("smollm2_ret", "SmolLM2-135M retriever", adapter="retrievers/smollm2_ret",
+              parameters=134_515_008, **_SMOLLM2_RETRIEVER),
+    ModelSpec("smollm2_ret_l20", "SmolLM2-135M retriever, first 20 layers", num_layers=20,
+              adapter="retrievers/smollm2_ret_l20", parameters=99_114_048, **_SMOLLM2_RETRIEVER),
+    ModelSpec("smollm2_ret_l10", "SmolLM2-135M retriever, first 10 layers", num_layers=10,
+              adapter="retrievers/smollm2_ret_l10", parameters=63_713_088, **_SMOLLM2_RETRIEVER),
     ModelSpec("wordllama", "WordLlama", "dleemiller/word-llama-l2-supercat", "offline static",
               backend="static", pooling="mean", package="wordllama", max_length=512,
               dtype="float32", parameters=8_200_000,

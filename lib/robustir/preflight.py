@@ -7,7 +7,7 @@ a job loads its ``dataset`` with the qrels splits named by the parameters in
 sets them or, where it does not, as the notebook's own defaults do. The attacker's split is read
 from the job's ``attacker_dataset`` or, when that is unset, from the registry's attacker data of
 its ``dataset`` (:func:`robustir.data.attacker_dataset_for`: ``nq-train`` for ``nq``, protocol
-§5.1), as :func:`robustir.attack.run_corpus_poisoning` reads it. The folder is resolved as
+§5.1), as :func:`robustir.experiments.corpus_poisoning.run_corpus_poisoning` reads it. The folder is resolved as
 :func:`robustir.data.load_dataset` will resolve it inside the notebook: under the job's
 ``data_root``, else ``$ROBUSTIR_DATA``, else ``./data``, relative to the grid's base folder (the
 notebooks' working directory).

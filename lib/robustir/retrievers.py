@@ -18,7 +18,7 @@ BEIR/MTEB conventions:
 * ``search(corpus, queries, top_k, **kwargs)`` returning a run (any retriever at all).
 
 Used in the book chapters "Dense retrieval with encoder-only and decoder-only models" and
-"Rerun it on your model".
+"Reproducing" (its section "Rerun this page with another model").
 """
 
 from __future__ import annotations

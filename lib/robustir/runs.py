@@ -384,10 +384,11 @@ def _plan_analysis(entry: Any, where: str, base: Path, default_store_parameter: 
         problems.add(where, f"model_parameters names {unknown_models}, which are not in "
                             f"models {list(models)}", entry, "model_parameters")
     store_parameter = entry.get("store_parameter", default_store_parameter)
-    if store_parameter in parameters:
-        problems.add(where, f"parameter {store_parameter!r} is set by the runner (it receives "
-                            "the results-store root); remove it from the grid", parameters,
-                     store_parameter)
+    for container in (parameters, *model_parameters.values(), *variants.values()):
+        if isinstance(container, dict) and store_parameter in container:
+            problems.add(where, f"parameter {store_parameter!r} is set by the runner (it "
+                                "receives the results-store root); remove it from the grid",
+                         container, store_parameter)
     reads_data = None
     if has_notebook:
         defaults = notebook_defaults(notebook)
@@ -564,7 +565,9 @@ def prepare_for_book(notebook_path: Path) -> None:
     """Make an executed notebook ready to be rendered as it is, in place.
 
     Tags the ``parameters`` and ``injected-parameters`` cells ``remove-input`` (papermill cannot
-    hide the cell it injects; environment.md §4.4, pitfall 4) and sets the notebook's
+    hide the cell it injects; environment.md §4.4, pitfall 4), folds the input of every other
+    code cell behind a "show code" toggle (``hide-input``; a cell tagged ``show-input`` stays
+    open), so that a Results page reads as results first, and sets the notebook's
     ``mystnb.execution_mode`` to ``off``, so the book never executes it again (pitfall 1).
     """
     import nbformat
@@ -572,14 +575,23 @@ def prepare_for_book(notebook_path: Path) -> None:
     notebook = nbformat.read(notebook_path, as_version=4)
     notebook.metadata.setdefault("mystnb", {})["execution_mode"] = "off"
     for cell in notebook.cells:
+        if cell.cell_type != "code":
+            continue
         tags = cell.get("metadata", {}).get("tags", [])
-        if any(tag in tags for tag in HIDDEN_INPUT_TAGS) and "remove-input" not in tags:
-            cell.setdefault("metadata", {})["tags"] = [*tags, "remove-input"]
+        if any(tag in tags for tag in HIDDEN_INPUT_TAGS):
+            added = "remove-input"
+        elif not set(tags) & {"remove-input", "hide-input", "show-input", "remove-cell"}:
+            added = "hide-input"
+        else:
+            continue
+        if added not in tags:
+            cell.setdefault("metadata", {})["tags"] = [*tags, added]
     nbformat.write(notebook, notebook_path)
 
 
 def execute_notebook(source: Path, output: Path, parameters: Mapping[str, Any], *,
-                     cwd: Path, timeout_s: int) -> None:
+                     cwd: Path, timeout_s: int,
+                     decorate: Callable[[Path], None] | None = None) -> None:
     """Execute ``source`` with papermill into ``output``, atomically, with parameter cells hidden.
 
     A py:percent source is converted with jupytext to a temporary ``.ipynb`` first (papermill
@@ -620,6 +632,8 @@ def execute_notebook(source: Path, output: Path, parameters: Mapping[str, Any], 
                 os.replace(partial, output.with_name(f"{output.stem}.failed.ipynb"))
             raise
     prepare_for_book(partial)
+    if decorate is not None:
+        decorate(partial)
     os.replace(partial, output)
 
 
@@ -636,6 +650,8 @@ def execute_job(grid: Grid, job: Job, *, force: bool = False) -> str:
             (the analysis's ``experiment`` or variant names do not match the notebook's), or
             an entry that does not verify.
     """
+    from robustir.book_pages import decorate_run_page
+
     entry = grid.entry_dir(job)
     with job_lock(entry, job.label):
         if not force and job_finished(grid, job):
@@ -644,8 +660,10 @@ def execute_job(grid: Grid, job: Job, *, force: bool = False) -> str:
         logger.info("running %s", job.label)
         parameters = {**job.parameters, job.store_parameter: str(grid.results)}
         executed = grid.notebook_path(job)
+        defaults = notebook_defaults(grid.base / job.notebook)
         execute_notebook(grid.base / job.notebook, executed, parameters,
-                         cwd=grid.base, timeout_s=grid.timeout_s)
+                         cwd=grid.base, timeout_s=grid.timeout_s,
+                         decorate=lambda path: decorate_run_page(path, job, defaults=defaults))
         try:
             summary = json.loads((entry / "summary.json").read_text(encoding="utf-8"))
         except FileNotFoundError:

@@ -2,8 +2,8 @@
 
 Subcommands, one module each: ``evaluate`` and ``evaluate-run`` (:mod:`.evaluate`), ``vary``
 (:mod:`.vary`), ``poison`` (:mod:`.poison`), ``geometry`` (:mod:`.geometry`),
-``run`` and ``book`` (:mod:`.run`), ``verify`` (:mod:`.verify`), ``data fetch``
-(:mod:`.data`), ``models`` and ``datasets`` (:mod:`.catalog`). Every ``make`` target is also a
+``train-retriever`` (:mod:`.train`), ``run`` and ``book`` (:mod:`.run`), ``verify``
+(:mod:`.verify`), ``data fetch`` (:mod:`.data`), ``models`` and ``datasets`` (:mod:`.catalog`). Every ``make`` target is also a
 ``robustir`` command.
 """
 
@@ -13,12 +13,12 @@ import argparse
 import logging
 import sys
 
-from robustir.cli import catalog, data, evaluate, geometry, poison, run, vary, verify
+from robustir.cli import catalog, data, evaluate, geometry, poison, run, train, vary, verify
 
 __all__ = ["main"]
 
 #: The subcommand modules, each with ``register(subparsers)``.
-COMMANDS = (evaluate, vary, poison, geometry, run, verify, data, catalog)
+COMMANDS = (evaluate, vary, poison, geometry, train, run, verify, data, catalog)
 
 
 def _parser() -> argparse.ArgumentParser:

@@ -4,7 +4,7 @@
 model spec or a hub id (:func:`robustir.model_sources.resolve_model`); the overrides replace what
 the source says (pooling, prompts, normalisation, maximum length, dtype).
 
-Used in the book chapter "Rerun it on your model".
+Used in the book chapter "Reproducing" (its section "Rerun this page with another model").
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """``robustir geometry``: the embedding geometry of one system's clean corpus (protocol §6).
 
-Used in the book chapters "Embedding geometry" and "Rerun it on your model".
+Used in the book chapters "Embedding geometry" and "Reproducing" (its section "Rerun this page with another model").
 """
 
 from __future__ import annotations

@@ -65,6 +65,11 @@ log = logging.getLogger(__name__)
 
 #: The results-store experiment of corpus-poisoning runs.
 EXPERIMENT = "corpus_poisoning"
+#: The study's value of each run parameter (protocol §5.1), shown beside ours on every run page.
+STUDY_SETTINGS = {"dataset": "nq, hotpotqa, msmarco (dev)", "n_passages": "10 and 50",
+                  "iterations": 5000, "candidates": 100, "passage_length": 50, "batch_size": 64,
+                  "seed": "1999, 5, 27, 2016, 2026", "bf16": True, "top_k": 1000,
+                  "max_length": "8192 (Contriever: 512)"}
 
 
 # --- evaluation -----------------------------------------------------------------------------
@@ -102,7 +107,7 @@ def evaluate_poisoning(
     Args:
         encoder: The target system; its cache serves the clean corpus and test queries.
         test: The evaluation split (clean queries and qrels).
-        passages: Token ids per passage; embedded with :func:`embed_passages`.
+        passages: Token ids per passage; embedded with :func:`robustir.attack.embed_passages`.
         file_index: The ``{file}`` of the ids ``adv_doc_{file}_{cluster}``.
         top_k: Hits per query (the study: 1000).
         cutoffs: The k of ASR@k.
@@ -228,10 +233,12 @@ def run_corpus_poisoning(
         "attack_dtype": attacker.dtype, "evaluation_dtype": evaluator.dtype,
         "max_length": evaluator.max_length,
         "tie_rule": tie_rule, "top_k": top_k, "libraries": library_versions(),
-        "adversarial_special_tokens": False,
+        "adversarial_special_tokens": False, "adversarial_eos_appended": spec.append_eos,
     }
     iterations = config.iterations * n
     attack_summary = {
+        "iterations": config.iterations,
+        "candidates": config.candidates,
         "attack_elapsed_s": result.record["elapsed_s"],
         "seconds_per_iteration": result.record["elapsed_s"] / iterations if iterations else None,
         "validation_similarity": [p.best_similarity for p in result.passages],
@@ -378,3 +385,46 @@ def final_token_table(summaries: pd.DataFrame, measure: str = "ASR@20", *,
             f"HotFlip {measure}": round(float(run[measure]), 3),
         })
     return pd.DataFrame(rows)
+
+
+def findings(summaries: pd.DataFrame, *, llm: str = "smollm2_ret", encoder: str = "minilm",
+             measure: str = "ASR@20", dataset: str = "scifact"):
+    """The findings box of the corpus-poisoning chapter, from :func:`summarise`'s table.
+
+    The study's claim: LLM-based retrievers are more robust to corpus poisoning than
+    encoder-only baselines (lower ASR@20). Ours: the HotFlip passages' ASR@20 (seed mean) of
+    the decoder retriever trained here and of MiniLM, and what the optimisation adds over the
+    gold passages it starts from.
+    """
+    from robustir.experiments.findings import Finding, compare_direction, format_number
+    from robustir.models import display_name
+
+    def mean(model: str, prefix: str) -> tuple[float, int]:
+        rows = summaries[(summaries["model"] == model) & (summaries["dataset"] == dataset)
+                         & summaries["variant"].str.startswith(prefix)]
+        return (float(rows[measure].mean()), len(rows)) if len(rows) else (float("nan"), 0)
+
+    (hot_llm, n_llm), (hot_enc, n_enc) = mean(llm, "hotflip_"), mean(encoder, "hotflip_")
+    gold_llm, gold_enc = mean(llm, "gold_")[0], mean(encoder, "gold_")[0]
+    budgets = sorted({_budget(r) for _, r in summaries.iterrows()
+                      if r["model"] in (llm, encoder) and str(r["variant"]).startswith("hotflip_")})
+    return [
+        Finding(
+            claim=f"LLM-based retrievers are more robust to corpus poisoning than encoder-only "
+                  f"baselines (lower {measure})",
+            scope=f"supervised HotFlip with N = 10 passages on {dataset}, {n_llm} and {n_enc} seeds, "
+                  f"a few iterations ({'; '.join(budgets)}) instead of 5,000",
+            ours=f"{measure} {display_name(llm)} {format_number(100 * hot_llm, 1)}%, "
+                 f"{display_name(encoder)} {format_number(100 * hot_enc, 1)}% (gold passages: "
+                 f"{format_number(100 * gold_llm, 1)}%, {format_number(100 * gold_enc, 1)}%)",
+            published="none released (Table 3's values are not in the study's repository)",
+            verdict=compare_direction(hot_llm - hot_enc, expected_sign=-1),
+            rule="sign of the difference of the seed means"),
+    ]
+
+
+def _budget(run: pd.Series) -> str:
+    """``<model>: <iterations> × <candidates>`` of a stored HotFlip run."""
+    if "iterations" in run and pd.notna(run["iterations"]):
+        return f"{run['model']}: {int(run['iterations'])} × {int(run['candidates'])}"
+    return str(run["model"])

@@ -48,6 +48,10 @@ log = logging.getLogger(__name__)
 
 #: The results-store experiment of geometry runs.
 EXPERIMENT = "geometry"
+#: The study's value of each run parameter (protocol §6.1), shown beside ours on every run page.
+STUDY_SETTINGS = {"dataset": "nq, hotpotqa, msmarco (dev)", "sample_size": 100_000,
+                  "shard_size": 50_000, "n_pairs": 100_000, "seed": "1999, 5, 27, 2016, 2026",
+                  "max_length": "8192 (Contriever: 512)"}
 #: Fewest distinct values on each axis for a panel's correlation to be computed and drawn.
 MIN_DISTINCT_POINTS = 4
 #: Geometry values in the order tables and figures show them.
@@ -335,3 +339,59 @@ def scaling_table(store: ResultStore | str | os.PathLike, parameters: Mapping[st
             means = stored.groupby(["model", "dataset"], as_index=False)[measure].mean()
             table = table.merge(means, on=["model", "dataset"], how="left")
     return table.sort_values(["dataset", "parameters"]).reset_index(drop=True)
+
+
+def findings(grid: pd.DataFrame, scaling: pd.DataFrame, *, dataset: str = "scifact",
+             depth_series: Sequence[str] = ("smollm2_ret_l10", "smollm2_ret_l20", "smollm2_ret")):
+    """The findings box of the geometry chapter.
+
+    Args:
+        grid: :func:`correlation_grid` (systems above the floor only).
+        scaling: :func:`scaling_table`.
+        dataset: The dataset of the panels.
+        depth_series: One family's systems, smallest first (our stand-in for the study's
+            Qwen3-Embedding 0.6B / 4B / 8B).
+    """
+    from robustir.experiments.findings import Finding, format_number
+    from robustir.models import display_name
+
+    rows = []
+    panel = grid[(grid["stability_measure"] == "drop_rate") & (grid["dataset"] == dataset)
+                 & (grid["variant"] == "mispelling") & (grid["metric"] == "average_cosine")] \
+        if not grid.empty else grid
+    claim = ("Angular uniformity (a lower average cosine) predicts lexical stability: the "
+             "average cosine correlates with the misspelling drop rate across systems")
+    if len(panel):
+        r = panel.iloc[0]
+        verdict = "consistent" if r["pearson_p"] < 0.05 else "differs"
+        rows.append(Finding(
+            claim=claim,
+            scope=f"{int(r['n'])} systems above the floor on {dataset} (the study: 7 on 3 datasets)",
+            ours=f"Pearson r = {r['pearson_r']:.2f} (p = {r['pearson_p']:.2g}, 95% CI "
+                 f"[{r['pearson_ci_low']:.2f}, {r['pearson_ci_high']:.2f}])",
+            published="none released (Figures 2–3 only)", verdict=verdict,
+            rule="p < 0.05, as the study marks significance (no correction)"))
+    else:
+        rows.append(Finding(claim=claim, scope=f"needs {MIN_DISTINCT_POINTS}+ distinct systems",
+                            ours="too few systems with geometry and drop rates",
+                            published="none released", verdict="not comparable",
+                            rule="panel not testable"))
+    present = [m for m in depth_series if m in set(scaling.get("model", []))]
+    claim = "Larger models are generally more robust (scaling within one family)"
+    if len(present) == len(depth_series) and "drop_rate" in scaling:
+        rates = scaling[scaling["dataset"] == dataset].set_index("model").loc[present, "drop_rate"]
+        decreasing = bool((rates.diff().dropna() < 0).all())
+        rows.append(Finding(
+            claim=claim,
+            scope="one recipe at three depths of SmolLM2 (10, 20, 30 layers) instead of "
+                  "Qwen3-Embedding 0.6B / 4B / 8B",
+            ours="mean drop rate over families: " + ", ".join(
+                f"{display_name(m)} {format_number(100 * v, 1)}%" for m, v in rates.items()),
+            published="none released for the Qwen3 sizes (only their clean nDCG@10)",
+            verdict="consistent" if decreasing else "differs",
+            rule="drop rate falls at every step up in depth"))
+    else:
+        rows.append(Finding(claim=claim, scope="needs the three depths", ours="not run in this build",
+                            published="none released", verdict="not comparable",
+                            rule="depth series incomplete"))
+    return rows

@@ -54,6 +54,11 @@ CLEAN_VARIANT = "none"
 DROP_RATE_MEASURE = "nDCG@10"
 #: The system whose sentence encoder and word vectors the synonym family uses.
 SYNONYM_RESOURCE_MODEL = "minilm"
+#: The study's value of each run parameter (protocol §4.1, §4.4), shown beside ours on every run
+#: page.
+STUDY_SETTINGS = {"dataset": "nq, hotpotqa, fiqa, msmarco (dev)", "seed": "1999, 5, 27, 2016, 2026",
+                  "rng_scope": "stream", "batch_size": 64, "top_k": 1000,
+                  "max_length": "8192 (Contriever: 512)", "dtype": "bfloat16 on GPUs"}
 
 
 def variation_variant(family: str, rng_scope: str = "stream") -> str:
@@ -324,3 +329,53 @@ def summarise(
                 "wilcoxon_p": float(tests.loc[("seed mean", "wilcoxon"), "p_value"]),
             })
     return pd.DataFrame(rows)
+
+
+def findings(table: pd.DataFrame, *, llm: str = "smollm2_ret", encoder: str = "minilm",
+             dataset: str = "scifact"):
+    """The findings box of the query-variation chapter, from :func:`summarise`'s table.
+
+    The study's RQ2 claims for unintentional variations: LLM-based retrievers are more robust
+    to typos than encoder-only baselines, but remain vulnerable to synonymizing. Our pair is the
+    decoder retriever trained here (``llm``) and MiniLM (``encoder``); the verdict follows the
+    sign of the difference of their seed-mean drop rates, and the rule says whether the
+    difference's conservative interval (from the two query-bootstrap intervals) excludes 0.
+    """
+    from robustir.experiments.findings import Finding, compare_direction, format_number
+    from robustir.models import display_name
+    from robustir.perturb import FAMILY_NAMES
+
+    study = table[(table["rng_scope"] == "stream") & (table["dataset"] == dataset)] if not table.empty else table
+
+    def row(model: str, family: str) -> pd.Series | None:
+        rows = study[(study["model"] == model) & (study["family"] == family)] if not study.empty else study
+        return rows.iloc[0] if len(rows) else None
+
+    def compare(family: str, expected_sign: int, claim: str) -> Finding:
+        first, second = row(llm, family), row(encoder, family)
+        if first is None or second is None:
+            return Finding(claim=claim, scope=f"{display_name(llm)} and {display_name(encoder)} "
+                           f"under {FAMILY_NAMES.get(family, family)} on {dataset}",
+                           ours="not run in this build", published="none released",
+                           verdict="not comparable", rule="no runs for both systems")
+        difference = first["drop_rate_mean"] - second["drop_rate_mean"]
+        low = first["drop_rate_ci_low"] - second["drop_rate_ci_high"]
+        high = first["drop_rate_ci_high"] - second["drop_rate_ci_low"]
+        verdict = compare_direction(difference, expected_sign=expected_sign)
+        excludes = "excludes" if low * high > 0 else "includes"
+        return Finding(
+            claim=claim,
+            scope=f"our trained decoder retriever vs MiniLM on {dataset}, {int(first['n_seeds'])} "
+                  "seeds; not the study's 10 systems on NQ, HotpotQA, FiQA, MS MARCO",
+            ours=f"drop rate {display_name(llm)} {format_number(100 * first['drop_rate_mean'], 1)}%, "
+                 f"{display_name(encoder)} {format_number(100 * second['drop_rate_mean'], 1)}%",
+            published="none released (the study shows drop rates only as a figure)",
+            verdict=verdict,
+            rule=f"sign of the difference; its interval [{100 * low:.1f}, {100 * high:.1f}] points "
+                 f"{excludes} 0")
+    return [
+        compare("mispelling", -1, "LLM-based retrievers lose less to typos than encoder-only "
+                                  "baselines"),
+        compare("synonym", +1, "…but remain vulnerable to synonyms: their advantage does not "
+                               "carry over to synonymizing"),
+    ]
