@@ -384,24 +384,29 @@ def _plan_analysis(entry: Any, where: str, base: Path, default_store_parameter: 
         problems.add(where, f"model_parameters names {unknown_models}, which are not in "
                             f"models {list(models)}", entry, "model_parameters")
     store_parameter = entry.get("store_parameter", default_store_parameter)
+    set_by_runner = {store_parameter: "it receives the results-store root",
+                     "model": "from 'models'", "dataset": "from 'datasets'"}
+    if isinstance(seeds, list) and any(s is not None for s in seeds):
+        set_by_runner["seed"] = "from 'seeds'"
     for container in (parameters, *model_parameters.values(), *variants.values()):
-        if isinstance(container, dict) and store_parameter in container:
-            problems.add(where, f"parameter {store_parameter!r} is set by the runner (it "
-                                "receives the results-store root); remove it from the grid",
-                         container, store_parameter)
+        for name in set(set_by_runner) & set(container if isinstance(container, dict) else ()):
+            problems.add(where, f"parameter {name!r} is set by the runner "
+                                f"({set_by_runner[name]}); remove it from the grid",
+                         container, name)
     reads_data = None
     if has_notebook:
         defaults = notebook_defaults(notebook)
         if DATA_ROOT_PARAMETER in defaults:
             reads_data = {**defaults, **parameters}
-        runner_sets = ("model", "dataset", store_parameter,
-                       *(("seed",) if any(s is not None for s in seeds or []) else ()))
         check_parameters(problems, f"{where}: parameters", notebook, parameters,
-                         runner_sets=runner_sets)
+                         runner_sets=tuple(set_by_runner))
         for name, extra in model_parameters.items():
             if isinstance(extra, dict):
                 check_parameters(problems, f"{where}: model_parameters[{name!r}]", notebook,
                                  extra)
+            elif extra is not None:
+                problems.add(where, f"model_parameters[{name!r}] must be a mapping of "
+                                    f"parameters, got {extra!r}", model_parameters, name)
         for name, extra in variants.items():
             if isinstance(extra, dict):
                 check_parameters(problems, f"{where}: variants[{name!r}]", notebook, extra)

@@ -120,6 +120,15 @@ def test_the_runner_parameters_must_be_declared_by_the_notebook(tmp_path):
     assert "declares no parameter 'seed' in its parameters cell" in _rejected(path, tmp_path)
 
 
+@pytest.mark.parametrize("name,source", [("seed", "from 'seeds'"), ("dataset", "from 'datasets'"),
+                                         ("output", "it receives the results-store root")])
+def test_a_parameter_the_runner_sets_is_not_overridden_silently(name, source, tmp_path):
+    path = _grid(tmp_path, _analysis(variants={"clean": {"family": "clean", name: "x"}}))
+    message = _rejected(path, tmp_path)
+    assert (f"{path}:{_line(path, f'{name}: x')}: analyses[0]: parameter {name!r} is set by the "
+            f"runner ({source})") in message
+
+
 def test_every_problem_is_reported_at_once_in_file_order(tmp_path):
     path = _grid(tmp_path, _analysis(models=["bm2"], parameters={"top_kk": 1}),
                  _analysis(datasets=["a/../b"], seeds=["one"]), workers=0)
