@@ -30,7 +30,13 @@ def shared_data() -> Path:
 
 @pytest.fixture(scope="session")
 def embedding_cache():
-    """The session's embedding cache (under ``$ROBUSTIR_CACHE``)."""
+    """The session's embedding cache (under ``$ROBUSTIR_CACHE``).
+
+    For tests of what a pipeline does with embeddings, not of the embeddings themselves: a test
+    that checks the encoder's output encodes without a cache (or into ``tmp_path``), since a hit
+    would show the output of the code that filled the cache. ``ENCODER_OUTPUT_VERSION`` in every
+    key, guarded by ``tests/test_encode.py``, keeps the hits of this cache current.
+    """
     from robustir.cache import EmbeddingCache
 
     return EmbeddingCache()

@@ -20,7 +20,7 @@ LAYERS = {
     2: ["encode", "retrieve", "retrievers", "metrics", "perturb", "attack", "geometry", "stats",
         "query_types"],
     3: ["experiments"],
-    4: ["plots", "runs", "preflight", "book", "book_pages", "cli"],
+    4: ["plots", "runs", "grid_checks", "processes", "preflight", "book", "book_pages", "cli"],
 }
 LAYER_OF = {name: layer for layer, names in LAYERS.items() for name in names}
 

@@ -135,11 +135,13 @@ def test_every_analysis_runs_on_a_folder_through_the_command_line(tiny_model, sc
     assert main(["poison", *common, "--n-passages", "2", "--iterations", "2", "--candidates",
                  "5", "--seed", "1999", "--quiet"]) == 0
     assert main(["geometry", *common, "--sample-size", "50", "--n-pairs", "500"]) == 0
-    key = resolve_model(tiny_model).key
+    from robustir.data import dataset_key
+
+    key, data = resolve_model(tiny_model).key, dataset_key(tiny_scifact)  # folders: name + hash
     entries = {p.relative_to(store).parts[:4] for p in store.glob("*/*/*/*/seed-*/summary.json")}
-    assert {("evaluate", key, "scifact", "clean"), ("evaluate", key, "scifact", "ordering"),
-            ("corpus_poisoning", key, "scifact", "hotflip_N2"),
-            ("geometry", key, "scifact", "clean")} <= entries
+    assert {("evaluate", key, data, "clean"), ("evaluate", key, data, "ordering"),
+            ("corpus_poisoning", key, data, "hotflip_N2"),
+            ("geometry", key, data, "clean")} <= entries
     summary = ResultStore(store).read_summaries("evaluate").set_index("variant")
     assert 0.0 <= summary.loc["clean", "nDCG@10"] <= 1.0
     assert "written to" in capsys.readouterr().out

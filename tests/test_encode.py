@@ -134,3 +134,52 @@ def test_a_query_set_encodes_only_texts_it_has_not_embedded(tmp_path):
     sibling = Encoder(get_model_spec("minilm_l3"), cache=EmbeddingCache(tmp_path), progress=False)
     sibling.encode_queries({"q1": "vitamin d and fractrues", "q2": "aspirin and stroke"}, "scifact")
     assert sibling.stats.texts_encoded == 0
+
+
+# Reviewed outputs of the encoder on a fixed batch, by ENCODER_OUTPUT_VERSION: each text's
+# vector projected on 4 fixed random directions (numpy seed 2026), rounded to 4 decimals. The
+# three texts differ in length, so they are padded in one batch (right for MiniLM, left for
+# SmolLM2): padding, pooling, prompting, truncation and normalisation all show here.
+VERSION_TEXTS = [
+    "Vitamin D deficiency raises the risk of fractures.",
+    "Aspirin, taken daily for years by otherwise healthy adults, lowers the risk of a first "
+    "stroke but raises the risk of bleeding.",
+    "sleep",
+]
+VERSION_PROMPT = "Instruct: retrieve evidence\nQuery:"
+REVIEWED_OUTPUTS = {
+    2: {
+        "minilm": [[-0.789, 0.8883, -0.6588, -0.163], [-0.4061, -1.1045, -0.7499, -0.3565],
+                   [-0.8212, -1.0069, 0.2713, -1.5346]],
+        "smollm2": [[0.4508, -0.442, 1.2029, -1.1151], [0.2348, -0.3889, 1.4345, -0.9413],
+                    [0.8118, 0.4514, -0.1342, -0.9634]],
+    },
+}
+
+
+@pytest.mark.parametrize("key", ["minilm", "smollm2"])
+def test_encoder_output_changes_only_with_a_version_bump(key):
+    # No cache: the vectors are computed now by this encoder's code (a cached entry would
+    # hide a change). A failure means the encoder's output changed: if that is intended, bump
+    # ENCODER_OUTPUT_VERSION (so cached embeddings of the old code are never reused) and
+    # record the new reviewed projections under the new version.
+    from robustir.encode import ENCODER_OUTPUT_VERSION
+
+    assert ENCODER_OUTPUT_VERSION in REVIEWED_OUTPUTS, (
+        f"record the reviewed outputs of ENCODER_OUTPUT_VERSION {ENCODER_OUTPUT_VERSION} here")
+    encoder = Encoder(get_model_spec(key), progress=False, batch_size=8, cache=None)
+    vectors = encoder.encode_texts(VERSION_TEXTS, VERSION_PROMPT)
+    directions = np.random.default_rng(2026).standard_normal((vectors.shape[1], 4))
+    np.testing.assert_allclose(vectors @ directions, REVIEWED_OUTPUTS[ENCODER_OUTPUT_VERSION][key],
+                               atol=2e-3, err_msg="the encoder's output changed without a bump "
+                               "of ENCODER_OUTPUT_VERSION")
+
+
+def test_the_encoder_output_version_is_part_of_every_cache_key(monkeypatch):
+    from robustir import encode
+    from robustir.cache import fingerprint
+
+    encoder = Encoder(get_model_spec("minilm"), progress=False)
+    before = fingerprint(encoder.cache_inputs("prompt"))
+    monkeypatch.setattr(encode, "ENCODER_OUTPUT_VERSION", encode.ENCODER_OUTPUT_VERSION + 1)
+    assert fingerprint(encoder.cache_inputs("prompt")) != before

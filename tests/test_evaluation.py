@@ -26,7 +26,10 @@ def test_second_identical_evaluate_encodes_nothing(scifact_mini, tmp_path, capsy
     assert f"texts encoded: {n_docs + 40} (cache hits 0, misses 2)" in first
     assert _cli_evaluate(scifact_mini, "minilm", tmp_path / "results", tmp_path / "cache") == 0
     assert "texts encoded: 0 (cache hits 2, misses 0)" in capsys.readouterr().out
-    entry = tmp_path / "results" / "evaluate" / "minilm" / "scifact" / "clean" / "seed-none"
+    from robustir.data import dataset_key
+
+    # a dataset given as a folder is stored under its name and a hash of its files
+    entry = tmp_path / "results" / "evaluate" / "minilm" / dataset_key(scifact_mini) / "clean" / "seed-none"
     summary = json.loads((entry / "summary.json").read_text())
     assert set(summary["metrics"]) == {"nDCG@10", "Recall@100", "MRR@10", "MAP"}
     # the values tests/test_notebook_provenance.py recomputes without robustir (transformers,

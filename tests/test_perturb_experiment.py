@@ -55,7 +55,7 @@ def test_the_corpus_is_encoded_once_and_only_queries_again(mini_run):
     # the variants come from the shared file, the corpus and both query sets from the cache
     assert encoder.stats.texts_encoded == before
     assert again.variations.queries == VariationSet.load(
-        variant_file(variants, data.name, "test", "ordering", 27)).queries
+        variant_file(variants, data.key, "test", "ordering", 27)).queries
 
 
 def test_written_entries_hold_clean_and_perturbed_results(mini_run, tmp_path):
@@ -100,6 +100,6 @@ def test_aggregate_gives_mean_and_population_std_over_seeds(mini_run, tmp_path):
     # the clean reference is required: without it the aggregate refuses instead of using 0
     import shutil
 
-    shutil.rmtree(store.root / EXPERIMENT / "minilm" / data.name / "none")
+    shutil.rmtree(store.root / EXPERIMENT / "minilm" / data.key / "none")
     with pytest.raises(ValueError, match="no clean reference"):
         summarise(store)

@@ -117,7 +117,7 @@ def test_run_skips_finished_and_reruns_after_a_notebook_edit(tmp_path):
 
 def test_failed_job_is_reported_and_others_still_run(tmp_path):
     path = _grid_file(tmp_path, models=["bm25"], seeds=[1],
-                      variants={"clean": {"family": "clean"}, "bad": {"n_queries": "x"}})
+                      variants={"clean": {"family": "clean"}, "bad": {"n_queries": -1}})
     grid = load_grid(path, base=tmp_path)
     with pytest.raises(RunError) as error:
         run_grid(grid, workers=2)
@@ -154,8 +154,13 @@ def test_killed_runs_continue_and_match_an_uninterrupted_run(tmp_path):
     rng = random.Random(2026)
     finished_after_kills = []
     for _ in range(2):
+        done = len(ResultStore(interrupted / "results").entries("tiny"))
         process = _robustir_run(interrupted)
-        time.sleep(rng.uniform(0.3, 0.7) * full_time)
+        # a random moment after the next entry appears: progress, whatever the machine's load
+        while (len(ResultStore(interrupted / "results").entries("tiny")) == done
+               and process.poll() is None):
+            time.sleep(0.05)
+        time.sleep(rng.uniform(0.0, 0.1) * full_time)
         os.killpg(process.pid, signal.SIGKILL)  # the runner, its pool and the notebook kernels
         process.wait()
         finished_after_kills.append(len(ResultStore(interrupted / "results").entries("tiny")))

@@ -15,11 +15,13 @@ Used in the book chapter *Datasets and evaluation protocol* and by every experim
 
 from __future__ import annotations
 
+import codecs
 import hashlib
 import http.client
 import json
 import logging
 import os
+import re
 import shutil
 import tarfile
 import tempfile
@@ -33,6 +35,7 @@ from pathlib import Path, PurePosixPath
 from typing import Literal
 
 from robustir import cranfield
+from robustir.provenance import files_sha256
 
 logger = logging.getLogger(__name__)
 
@@ -82,6 +85,11 @@ class Dataset:
         excluded_ids: ``{query_id: [doc_id, …]}`` from the queries' ``metadata.excluded_ids``
             (BRIGHT; ``"N/A"`` dropped), removed from each query's hits after retrieval
             (protocol §2.3.6); empty for datasets without them.
+        key: the dataset's identity in the results store and in file names: the ``name`` of
+            a dataset looked up by name under the data root; ``<name>-<10 hex digits>`` of a
+            dataset given as a folder, the digits hashing its files (:func:`dataset_key`), so
+            that another folder that happens to share a name never replaces its results.
+            Defaults to ``name``.
     """
 
     name: str
@@ -94,6 +102,11 @@ class Dataset:
     unknown_doc_judgements: int = 0
     skipped_headerless_line: tuple[str, str, int] | None = None
     excluded_ids: dict[str, list[str]] = field(default_factory=dict, repr=False)
+    key: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.key:
+            object.__setattr__(self, "key", self.name)
 
 
 def data_root(
@@ -185,6 +198,7 @@ def document_text(doc: dict[str, str], *, empty: str | None = PAD_TEXT) -> str:
 def _numbered_lines(path: Path, digest=None) -> Iterator[tuple[int, str]]:
     """Yield ``(line_number, line)`` for the non-blank lines of a UTF-8 file.
 
+    A byte-order mark at the start of the file (as some editors write) is dropped.
     ``digest`` (a ``hashlib`` object) is updated with every raw byte read, so the dataset
     checksum costs no second pass over large corpora.
     """
@@ -192,6 +206,8 @@ def _numbered_lines(path: Path, digest=None) -> Iterator[tuple[int, str]]:
         for line_number, raw in enumerate(handle, start=1):
             if digest is not None:
                 digest.update(raw)
+            if line_number == 1:
+                raw = raw.removeprefix(codecs.BOM_UTF8)
             try:
                 line = raw.decode("utf-8")
             except UnicodeDecodeError as error:
@@ -251,7 +267,14 @@ def _read_jsonl_records(
                     f"{where}: field {key!r} of the {kind} record must be a string, got "
                     f"{type(record[key]).__name__}."
                 )
+        if isinstance(record["_id"], bool) or not isinstance(record["_id"], (str, int)):
+            raise BeirFormatError(
+                f"{where}: the {kind} id {record['_id']!r} is a {type(record['_id']).__name__}; "
+                'an "_id" must be a string (or an integer), e.g. "_id": "12".'
+            )
         record_id = str(record["_id"])
+        if not record_id.strip():
+            raise BeirFormatError(f"{where}: the {kind} id is empty; give every line an id.")
         if record_id in records:
             raise BeirFormatError(
                 f"{where}: duplicate {kind} id {record_id!r} (first on line "
@@ -263,6 +286,9 @@ def _read_jsonl_records(
 
 def _read_corpus(path: Path, digest=None) -> dict[str, dict[str, str]]:
     records = _read_jsonl_records(path, kind="corpus", required=("_id", "text"), digest=digest)
+    if not records:
+        raise BeirFormatError(f"{path}: the corpus has no documents; every line of "
+                              'corpus.jsonl is one document such as {"_id": "d1", "text": "..."}.')
     return {
         doc_id: {"title": record.get("title") or "", "text": record["text"]}
         for doc_id, (record, _) in records.items()
@@ -342,6 +368,9 @@ def _read_qrels(
                 f"found {len(fields)}; use tabs, not spaces, and no trailing columns."
             )
         query_id, doc_id, grade_text = (part.strip() for part in fields)
+        if not query_id or not doc_id:
+            raise BeirFormatError(f"{where}: empty query id or document id; every judgement "
+                                  "names both.")
         try:
             grade = int(grade_text)
         except ValueError:
@@ -364,6 +393,11 @@ def _read_qrels(
         if doc_id in judged:
             duplicates += 1
         judged[doc_id] = grade
+    if not qrels:
+        raise BeirFormatError(
+            f"{path}: the qrels judge no query (the file is empty or holds only a header); "
+            "add one 'query-id<TAB>corpus-id<TAB>score' line per judgement."
+        )
     if duplicates:
         logger.warning(
             "%s judges %d (query, doc) pairs more than once; the last grade wins, as in BEIR.",
@@ -445,6 +479,58 @@ def missing_files(folder: str | os.PathLike[str], splits: Iterable[str]) -> list
     return [name for name in needed if not (folder / name).is_file()]
 
 
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+-]*")
+
+
+def check_name(value: object, what: str) -> str:
+    """``value`` if it is a plain name (a split, a dataset key), else a clear error.
+
+    Names become file names (``qrels/<split>.tsv``, ``<data root>/<key>``), so a path in
+    their place would read another folder's files.
+
+    Raises:
+        ValueError: ``value`` is not a string of letters, digits and ``_.+-`` starting with a
+            letter or digit (no path separator, no ``..``).
+
+    Examples:
+        >>> check_name("test", "split")
+        'test'
+    """
+    if not isinstance(value, str) or not _NAME.fullmatch(value) or ".." in value:
+        raise ValueError(
+            f"{what} {value!r} is not a name: use letters, digits and _.+- only (no path "
+            "separators or '..'), e.g. 'test'"
+        )
+    return value
+
+
+def is_dataset_path(name_or_path: str | os.PathLike[str]) -> bool:
+    """Whether a ``--dataset`` value is a folder (a ``Path``, or a string with a path
+    separator) rather than a dataset key under the data root."""
+    text = os.fspath(name_or_path)
+    return isinstance(name_or_path, os.PathLike) or "/" in text or os.sep in text
+
+
+def dataset_sha256(folder: str | os.PathLike[str]) -> str:
+    """SHA-256 over a BEIR folder's ``corpus.jsonl``, ``queries.jsonl`` and every
+    ``qrels/*.tsv`` (names and bytes): its identity by content."""
+    folder = Path(folder)
+    files = [CORPUS_FILE, QUERIES_FILE,
+             *(f"{QRELS_DIR}/{p.name}" for p in (folder / QRELS_DIR).glob("*.tsv") if p.is_file())]
+    return files_sha256(folder, [name for name in files if (folder / name).is_file()])
+
+
+def dataset_key(folder: str | os.PathLike[str]) -> str:
+    """The results-store key of a dataset given as a folder: its readable name and the first
+    10 hex digits of :func:`dataset_sha256`, e.g. ``scifact-3f2a9c01b7``.
+
+    Used in the book chapter "Rerun it on your model" (your own data in the results store).
+    """
+    folder = Path(folder)
+    name = re.sub(r"[^A-Za-z0-9_.+-]+", "-", folder.resolve().name).strip("-.") or "dataset"
+    return f"{name}-{dataset_sha256(folder)[:10]}"
+
+
 def dataset_folder(
     name_or_path: str | os.PathLike[str],
     data_root: str | os.PathLike[str] | None = None,
@@ -469,10 +555,10 @@ def dataset_folder(
         >>> dataset_folder("scifact", "/data").as_posix()
         '/data/scifact'
     """
-    text = os.fspath(name_or_path)
-    if isinstance(name_or_path, os.PathLike) or "/" in text or os.sep in text:
+    if is_dataset_path(name_or_path):
         return _absolute(Path(name_or_path), base)
-    return _resolve_data_root(data_root, base=base) / text
+    return _resolve_data_root(data_root, base=base) / check_name(
+        os.fspath(name_or_path), "dataset")
 
 
 def _missing_files_message(folder: Path, missing: list[str]) -> str:
@@ -522,17 +608,20 @@ def load_dataset(
         skip_first_qrels_line_for_headerless_files: see :func:`load_qrels`.
 
     Returns:
-        The :class:`Dataset`, with a sha256 checksum over the three files read.
+        The :class:`Dataset`, with a sha256 checksum over the three files read, keyed by its
+        name, or (a folder given as a path) by its name and a hash of its files.
 
     Raises:
+        ValueError: ``split`` or a dataset key is not a plain name (:func:`check_name`).
         DatasetUnavailableError: the folder, a file or the split is missing; the message says
             where to put the files and where to download them.
-        BeirFormatError: a malformed file (see the loaders), qrels naming a query id absent
-            from ``queries.jsonl``, an empty judged query, or (``unknown_doc_ids="error"``) a
-            judged doc id absent from the corpus.
+        BeirFormatError: a malformed file (see the loaders), an empty corpus or qrels, qrels
+            naming a query id absent from ``queries.jsonl``, an empty judged query, or
+            (``unknown_doc_ids="error"``) a judged doc id absent from the corpus.
     """
     if unknown_doc_ids not in ("warn", "error"):
         raise ValueError(f"unknown_doc_ids must be 'warn' or 'error', got {unknown_doc_ids!r}")
+    check_name(split, "split")
     folder = dataset_folder(name_or_path, data_root)
     corpus_path, queries_path = folder / CORPUS_FILE, folder / QUERIES_FILE
     qrels_path = folder / QRELS_DIR / f"{split}.tsv"
@@ -610,6 +699,7 @@ def load_dataset(
         unknown_doc_judgements=len(unknown),
         skipped_headerless_line=skipped,
         excluded_ids=excluded_ids,
+        key=dataset_key(folder) if is_dataset_path(name_or_path) else folder.name,
     )
     logger.info(
         "loaded %s/%s: %d docs, %d queries, %d judgements",

@@ -535,14 +535,14 @@ class Encoder:
         def key(head: ModelSpec) -> str:
             return fingerprint({**self.cache_inputs(prompt, head), "texts": texts_sha256})
 
-        hit = self.cache.get(key(self.spec))
+        hit = self.cache.get(key(self.spec), ids)
         if hit is not None:
             self.stats.cache_hits += 1
             log.info("%s: %d embeddings from the cache", self.spec.key, len(ids))
             return Embeddings(hit[0], hit[1])
         self.stats.cache_misses += 1
         # siblings missing from the cache ride along on this forward pass
-        heads = [self.spec] + [s for s in self.siblings() if self.cache.get(key(s)) is None]
+        heads = [self.spec] + [s for s in self.siblings() if self.cache.get(key(s), ids) is None]
         for head, vectors in zip(heads, encode(texts, prompt, heads, desc=desc)):
             inputs = {**self.cache_inputs(prompt, head), "texts_sha256": texts_sha256}
             self.cache.put(key(head), ids, vectors, inputs)

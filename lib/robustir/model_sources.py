@@ -41,6 +41,7 @@ from typing import Any
 import yaml
 
 from robustir.models import MODELS, ModelSpec, UnknownModelError
+from robustir.provenance import files_sha256
 
 __all__ = [
     "ADAPTER_FILES",
@@ -102,17 +103,9 @@ def folder_sha256(folder: str | os.PathLike, *, files: tuple[str, ...] | None = 
         files: Hash only these relative paths (e.g. :data:`ADAPTER_FILES`); default: all.
     """
     folder = Path(folder)
-    digest = hashlib.sha256()
-    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
-        relative = path.relative_to(folder).as_posix()
-        if _IGNORED_FILES.search(relative) or (files is not None and relative not in files):
-            continue
-        digest.update(relative.encode() + b"\0")
-        with path.open("rb") as handle:
-            for block in iter(lambda: handle.read(1 << 20), b""):
-                digest.update(block)
-        digest.update(b"\1")
-    return digest.hexdigest()
+    found = [p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file()]
+    return files_sha256(folder, [p for p in found if not _IGNORED_FILES.search(p)
+                                 and (files is None or p in files)])
 
 
 def _slug(name: str) -> str:

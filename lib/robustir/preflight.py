@@ -35,6 +35,48 @@ ATTACKER_DATASET_PARAMETER = "attacker_dataset"
 DATA_ROOT_PARAMETER = "data_root"
 
 
+class _NotLiteral:
+    def __repr__(self) -> str:
+        return "<not a literal>"
+
+
+#: The value :func:`notebook_parameters` gives a parameter whose default is not a literal.
+NOT_LITERAL = _NotLiteral()
+
+
+def notebook_parameters(notebook: str | Path) -> dict[str, Any]:
+    """Every parameter a notebook's ``parameters`` cell declares, with its default.
+
+    Args:
+        notebook: a py:percent or ``.ipynb`` notebook.
+
+    Returns:
+        ``{name: value}`` for each top-level ``name = ...`` (or ``name: type = ...``) of the
+        cell tagged ``parameters``, later assignments winning; the value is the literal
+        assigned, or :data:`NOT_LITERAL` when it is an expression. Empty when the notebook has
+        no such cell.
+    """
+    import jupytext
+
+    for cell in jupytext.read(notebook).cells:
+        if "parameters" in cell.metadata.get("tags", []):
+            declared: dict[str, Any] = {}
+            for statement in ast.parse(cell.source).body:
+                if isinstance(statement, ast.Assign) and len(statement.targets) == 1:
+                    target, value = statement.targets[0], statement.value
+                elif isinstance(statement, ast.AnnAssign) and statement.value is not None:
+                    target, value = statement.target, statement.value
+                else:
+                    continue
+                if isinstance(target, ast.Name):
+                    try:
+                        declared[target.id] = ast.literal_eval(value)
+                    except (ValueError, TypeError):
+                        declared[target.id] = NOT_LITERAL
+            return declared
+    return {}
+
+
 def notebook_defaults(notebook: str | Path) -> dict[str, Any]:
     """The literal values a notebook's ``parameters`` cell assigns.
 
@@ -46,20 +88,8 @@ def notebook_defaults(notebook: str | Path) -> dict[str, Any]:
         ``parameters`` (later assignments win); empty when the notebook has no such cell.
         Assignments whose value is not a Python literal are left out.
     """
-    import jupytext
-
-    for cell in jupytext.read(notebook).cells:
-        if "parameters" in cell.metadata.get("tags", []):
-            defaults = {}
-            for statement in ast.parse(cell.source).body:
-                if (isinstance(statement, ast.Assign) and len(statement.targets) == 1
-                        and isinstance(statement.targets[0], ast.Name)):
-                    try:
-                        defaults[statement.targets[0].id] = ast.literal_eval(statement.value)
-                    except ValueError:
-                        continue
-            return defaults
-    return {}
+    return {name: value for name, value in notebook_parameters(notebook).items()
+            if value is not NOT_LITERAL}
 
 
 def grid_dataset_needs(grid: Grid, jobs: Iterable[Job] | None = None) -> list[DatasetNeed]:
@@ -83,9 +113,10 @@ def grid_dataset_needs(grid: Grid, jobs: Iterable[Job] | None = None) -> list[Da
             continue
         parameters = {**defaults, **job.parameters}
         root = parameters[DATA_ROOT_PARAMETER]
-        attacker = parameters.get(ATTACKER_DATASET_PARAMETER) or attacker_dataset_for(job.dataset)
-        read_from = {"split": job.dataset, "attacker_split": attacker}  # per split parameter
-        splits_by_folder.setdefault(dataset_folder(job.dataset, root, base=grid.base), [])
+        dataset = job.dataset_source
+        attacker = parameters.get(ATTACKER_DATASET_PARAMETER) or attacker_dataset_for(dataset)
+        read_from = {"split": dataset, "attacker_split": attacker}  # per split parameter
+        splits_by_folder.setdefault(dataset_folder(dataset, root, base=grid.base), [])
         for name in SPLIT_PARAMETERS:
             split = parameters.get(name)
             if split is None:

@@ -8,7 +8,12 @@ Layout (architecture.md, "Results store")::
         summary.json    ``{"metrics": {measure: mean}, "n_queries": ..., "params_hash": ...}``
 
 An entry is *finished* when its ``summary.json`` exists and the parameter hash recorded there
-equals the hash of the parameters a new run would use; the grid runner skips finished entries.
+equals the hash of the parameters a new run would use; the grid runner skips finished entries
+whose files also verify. :func:`verify_entry` checks an entry's files against each other (the
+parameter hash, the number of queries, complete lines) and against checksums a caller recorded
+(the runner's ``job.json``); :meth:`ResultStore.verify` checks a whole store
+(``robustir verify``), and :meth:`ResultStore.read_per_query` refuses a ``per_query.csv`` that
+holds another number of queries than its ``summary.json`` says.
 Entries are first written to a temporary directory ``<root>/.tmp-*`` and then renamed into
 place, so a killed writer never leaves a half-written entry behind: a reader sees either the
 old entry, no entry, or the complete new one.
@@ -34,6 +39,8 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+
+from robustir.provenance import file_sha256
 
 logger = logging.getLogger(__name__)
 
@@ -105,6 +112,95 @@ def is_finished(entry: str | os.PathLike[str], params: Mapping[str, Any]) -> boo
         logger.warning("treating %s as unfinished: %s", summary_path, error)
         return False
     return isinstance(summary, dict) and summary.get("params_hash") == params_hash(params)
+
+
+def _read_json_file(path: Path) -> tuple[Any, str | None]:
+    """``(value, None)``, or ``(None, what is wrong)`` for a missing or unreadable JSON file."""
+    try:
+        return json.loads(path.read_text(encoding="utf-8")), None
+    except FileNotFoundError:
+        return None, f"{path.name} is missing"
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        return None, f"{path.name} cannot be read ({error})"
+
+
+def _read_per_query_csv(path: Path) -> pd.DataFrame:
+    """``per_query.csv`` with ``query_id`` and ``measure`` as strings; :class:`ResultStoreError`
+    naming the file when it cannot be read or has other columns."""
+    try:
+        table = pd.read_csv(path, dtype={"query_id": str, "measure": str},
+                            keep_default_na=False, na_values=[""])
+    except (OSError, UnicodeDecodeError, pd.errors.ParserError,
+            pd.errors.EmptyDataError) as error:
+        raise ResultStoreError(f"{path}: cannot read per-query scores: {error}") from None
+    if list(table.columns) != list(PER_QUERY_COLUMNS):
+        raise ResultStoreError(
+            f"{path}: columns {list(table.columns)}, expected {list(PER_QUERY_COLUMNS)}")
+    return table
+
+
+def _query_count_problem(table: pd.DataFrame, summary: Mapping[str, Any]) -> str | None:
+    n_queries = summary.get("n_queries")
+    found = int(table["query_id"].nunique())
+    if isinstance(n_queries, int) and found != n_queries:
+        return (f"per_query.csv holds {found} queries where summary.json says {n_queries} "
+                "(a truncated or replaced file)")
+    return None
+
+
+def verify_entry(entry: str | os.PathLike[str],
+                 checksums: Mapping[str, str] | None = None) -> list[str]:
+    """What is wrong with the files of a finished entry; empty when they verify.
+
+    Checks that ``summary.json`` and ``params.json`` are readable and agree (the parameter
+    hash), that ``per_query.csv`` is complete (its last line ends) and holds ``n_queries``
+    queries, and, when given, that each file has its recorded SHA-256.
+
+    Args:
+        entry: An entry directory.
+        checksums: ``{file name: sha256}`` recorded when the entry was finished (the runner's
+            ``job.json``); every file named must exist and match.
+
+    Returns:
+        One sentence per problem, each naming the file.
+
+    Used in the book: "Reproducing at paper scale" (``robustir verify``).
+    """
+    entry = Path(entry)
+    problems = []
+    for name, expected in (checksums or {}).items():
+        path = entry / name
+        if not path.is_file():
+            problems.append(f"{name} is missing")
+        elif file_sha256(path) != expected:
+            problems.append(f"{name} does not match its recorded checksum")
+    summary, problem = _read_json_file(entry / "summary.json")
+    if problem is None and not (isinstance(summary, dict)
+                                and isinstance(summary.get("metrics"), dict)):
+        problem = "summary.json lacks its 'metrics'"
+    if problem is not None:
+        return [*problems, problem]
+    params, problem = _read_json_file(entry / "params.json")
+    if problem is None and not isinstance(params, dict):
+        problem = "params.json is not a JSON object"
+    if problem is None and params_hash(params) != summary.get("params_hash"):
+        problem = "params.json does not match the parameter hash in summary.json"
+    if problem is not None:
+        problems.append(problem)
+    per_query = entry / "per_query.csv"
+    try:
+        table = _read_per_query_csv(per_query)
+        with per_query.open("rb") as handle:
+            handle.seek(-1, os.SEEK_END)
+            if handle.read(1) != b"\n":
+                problems.append("per_query.csv ends in the middle of a line (a truncated file)")
+        if (problem := _query_count_problem(table, summary)) is not None:
+            problems.append(problem)
+    except FileNotFoundError:
+        problems.append("per_query.csv is missing")
+    except (ResultStoreError, OSError) as error:
+        problems.append(f"per_query.csv cannot be read ({str(error).split(': ', 1)[-1]})")
+    return list(dict.fromkeys(problems))
 
 
 def _path_component(field: str, value: object) -> str:
@@ -322,6 +418,18 @@ class ResultStore:
         return sorted(p.parent for p in found if not any(
             part.startswith(".") for part in p.relative_to(base).parts))
 
+    def all_entries(self) -> list[Path]:
+        """Every entry directory of every experiment (``<experiment>/<model>/<dataset>/
+        <variant>/seed-*``), finished or not, sorted; hidden and temporary ones left out."""
+        if not self.root.is_dir():
+            return []
+        return sorted(path for path in self.root.glob("*/*/*/*/seed-*") if path.is_dir() and not
+                      any(part.startswith(".") for part in path.relative_to(self.root).parts))
+
+    def leftovers(self) -> list[Path]:
+        """Temporary directories of writers that were killed (``<root>/.tmp-*``), sorted."""
+        return sorted(self.root.glob(f"{TEMPORARY_PREFIX}*")) if self.root.is_dir() else []
+
     def _entry_keys(self, experiment: str, entry: Path) -> dict[str, Any]:
         model, dataset, variant, seed_name = entry.relative_to(self.root / experiment).parts
         return {
@@ -386,7 +494,8 @@ class ResultStore:
             is always a string (BEIR ids such as ``"0001"`` keep their zeros).
 
         Raises:
-            ResultStoreError: A ``per_query.csv`` is malformed; the message names the file.
+            ResultStoreError: A ``per_query.csv`` is malformed or holds another number of
+                queries than its ``summary.json`` says; the message names the file.
 
         Used in the book: "Generalizability" (mixed models on query-level scores) and
         "Query variations" (paired per-query tests).
@@ -398,14 +507,12 @@ class ResultStore:
             if any(v is not None and keys[k] != v for k, v in wanted.items()):
                 continue
             path = entry / "per_query.csv"
-            try:
-                table = pd.read_csv(path, dtype={"query_id": str, "measure": str},
-                                    keep_default_na=False, na_values=[""])
-            except (OSError, pd.errors.ParserError) as error:
-                raise ResultStoreError(f"{path}: cannot read per-query scores: {error}") from None
-            if list(table.columns) != list(PER_QUERY_COLUMNS):
-                raise ResultStoreError(
-                    f"{path}: columns {list(table.columns)}, expected {list(PER_QUERY_COLUMNS)}")
+            table = _read_per_query_csv(path)
+            summary, _ = _read_json_file(entry / "summary.json")
+            problem = _query_count_problem(table, summary if isinstance(summary, dict) else {})
+            if problem is not None:
+                raise ResultStoreError(f"{entry}: {problem}; `robustir verify --repair "
+                                       f"{self.root}` removes the entry, a rerun writes it again")
             if measures is not None:
                 table = table[table["measure"].isin(measures)]
             for key in reversed(_ENTRY_KEYS):

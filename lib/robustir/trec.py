@@ -10,6 +10,8 @@ Used in the book chapter "Evaluation: nDCG and trec_eval conventions" (``robusti
 
 from __future__ import annotations
 
+import codecs
+import math
 import os
 from pathlib import Path
 
@@ -19,10 +21,16 @@ __all__ = ["read_qrels", "read_run"]
 
 
 def _rows(path: Path):
+    """``(line number, fields)`` of the non-blank lines; a leading byte-order mark is dropped."""
     if not path.exists():
         raise FileNotFoundError(f"{path}: no such file")
-    with path.open(encoding="utf-8") as handle:
-        for number, line in enumerate(handle, start=1):
+    with path.open("rb") as handle:
+        for number, raw in enumerate(handle, start=1):
+            try:
+                line = raw.removeprefix(codecs.BOM_UTF8 if number == 1 else b"").decode("utf-8")
+            except UnicodeDecodeError as error:
+                raise BeirFormatError(f"{path}:{number}: not valid UTF-8 ({error}); re-save the "
+                                      "file as UTF-8") from None
             if line.strip():
                 yield number, line.split()
 
@@ -31,8 +39,9 @@ def read_run(path: str | os.PathLike) -> dict[str, dict[str, float]]:
     """A TREC run file as ``{qid: {docid: score}}``.
 
     Raises:
-        BeirFormatError: A line without 6 columns, a non-numeric score, or a (qid, docid)
-            pair listed twice; the message names the file and line.
+        BeirFormatError: An empty file, a line without 6 columns, a score that is not a finite
+            number (NaN would rank differently from one tool to the next), a (qid, docid) pair
+            listed twice, or bytes that are not UTF-8; the message names the file and line.
     """
     path = Path(path)
     run: dict[str, dict[str, float]] = {}
@@ -47,10 +56,16 @@ def read_run(path: str | os.PathLike) -> dict[str, dict[str, float]]:
             value = float(score)
         except ValueError:
             raise BeirFormatError(f"{path}:{number}: score {score!r} is not a number") from None
+        if not math.isfinite(value):
+            raise BeirFormatError(f"{path}:{number}: score {score!r} is not a finite number; "
+                                  "give every hit a real score")
         hits = run.setdefault(qid, {})
         if docid in hits:
             raise BeirFormatError(f"{path}:{number}: document {docid!r} listed twice for query {qid!r}")
         hits[docid] = value
+    if not run:
+        raise BeirFormatError(f"{path}: the run is empty; it needs lines 'qid Q0 docid rank "
+                              "score tag'")
     return run
 
 
@@ -58,10 +73,13 @@ def read_qrels(path: str | os.PathLike) -> dict[str, dict[str, int]]:
     """Qrels in TREC form (4 columns) or BEIR form (3 tab-separated columns, header).
 
     Raises:
-        BeirFormatError: A line of neither form or a non-integer grade (file and line named).
+        BeirFormatError: An empty file, a line of neither form, a non-integer grade or bytes
+            that are not UTF-8 (file and line named).
     """
     path = Path(path)
     first = next(_rows(path), (0, []))[1]
+    if not first:
+        raise BeirFormatError(f"{path}: the qrels file is empty; it needs one judgement per line")
     if len(first) == 3:
         return load_qrels(path)
     qrels: dict[str, dict[str, int]] = {}

@@ -2,8 +2,8 @@
 
 Subcommands, one module each: ``evaluate`` and ``evaluate-run`` (:mod:`.evaluate`), ``vary``
 (:mod:`.vary`), ``poison`` (:mod:`.poison`), ``geometry`` (:mod:`.geometry`),
-``train-retriever`` (:mod:`.train`), ``run`` and ``book`` (:mod:`.run`), ``data fetch``
-(:mod:`.data`), ``models`` and ``datasets`` (:mod:`.catalog`). Every ``make`` target is also a
+``train-retriever`` (:mod:`.train`), ``run`` and ``book`` (:mod:`.run`), ``verify``
+(:mod:`.verify`), ``data fetch`` (:mod:`.data`), ``models`` and ``datasets`` (:mod:`.catalog`). Every ``make`` target is also a
 ``robustir`` command.
 """
 
@@ -13,12 +13,12 @@ import argparse
 import logging
 import sys
 
-from robustir.cli import catalog, data, evaluate, geometry, poison, run, train, vary
+from robustir.cli import catalog, data, evaluate, geometry, poison, run, train, vary, verify
 
 __all__ = ["main"]
 
 #: The subcommand modules, each with ``register(subparsers)``.
-COMMANDS = (evaluate, vary, poison, geometry, train, run, data, catalog)
+COMMANDS = (evaluate, vary, poison, geometry, train, run, verify, data, catalog)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -33,16 +33,35 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _log_to_stderr(verbose: bool) -> None:
+    """Log records at INFO (``--verbose``) or WARNING and above to stderr, from every library.
+
+    The level is the handler's, not only the root logger's: libraries that set their own
+    logger to DEBUG on import (bm25s) would otherwise print through it.
+    """
+    handler = logging.StreamHandler()
+    handler.setLevel(logging.INFO if verbose else logging.WARNING)
+    handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, handlers=[handler])
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Run the command line; returns the exit status (2 for bad input, with a clear message)."""
+    """Run the command line; returns the exit status.
+
+    Bad input exits with status 2 and one line naming the problem; Ctrl-C with status 130 and
+    one line saying how to continue; a bug in robustir still shows its traceback.
+    """
+    from robustir.data import UnknownDatasetError
+    from robustir.models import UnknownModelError
+
     args = _parser().parse_args(argv)
-    logging.basicConfig(
-        level=logging.INFO if args.verbose else logging.WARNING,
-        format="%(levelname)s %(name)s: %(message)s",
-    )
-    logging.getLogger("bm25s").setLevel(logging.WARNING)  # it logs every index build
+    _log_to_stderr(args.verbose)
     try:
         return args.handler(args)
-    except (ValueError, KeyError, FileNotFoundError, OSError) as error:
+    except KeyboardInterrupt:
+        hint = getattr(args, "on_interrupt", "rerun the command (nothing partial was written)")
+        print(f"robustir {args.command}: interrupted; {hint}", file=sys.stderr)
+        return 130
+    except (ValueError, OSError, UnknownModelError, UnknownDatasetError) as error:
         print(f"robustir {args.command}: error: {error}", file=sys.stderr)
         return 2

@@ -12,18 +12,10 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from robustir.cli._inputs import positive_int
 from robustir.model_sources import MODEL_OVERRIDES
 
-
-def positive_int(text: str) -> int:
-    """An ``argparse`` type: an integer ≥ 1."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
+__all__ = ["add_model_arguments", "model_overrides", "positive_int", "resolved_model"]
 
 
 def add_model_arguments(parser: argparse.ArgumentParser) -> None:

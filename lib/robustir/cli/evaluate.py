@@ -11,6 +11,7 @@ import argparse
 import json
 import os
 
+from robustir.cli._inputs import check_output_folders, device, split_name
 from robustir.cli._models import add_model_arguments, model_overrides, positive_int
 from robustir.cli._table import print_table
 
@@ -22,14 +23,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("evaluate", help="evaluate one system on one dataset split")
     add_model_arguments(p)
     p.add_argument("--dataset", required=True, help="dataset key under the data root, or a folder")
-    p.add_argument("--split", default="test")
+    p.add_argument("--split", type=split_name, default="test")
     p.add_argument("--data-root", default=None, help="default: $ROBUSTIR_DATA or ./data")
     p.add_argument("--output", default="results", help="results store root (default: results)")
     p.add_argument("--queries", default=None, help="JSONL of variant queries to evaluate instead")
     p.add_argument("--variant", default=None, help="name of the query set (default: clean or the file stem)")
     p.add_argument("--top-k", type=positive_int, default=1000)
     p.add_argument("--batch-size", type=positive_int, default=32)
-    p.add_argument("--device", default=None)
+    p.add_argument("--device", type=device, default=None)
     p.add_argument("--cache-dir", default=None, help="embedding cache (default: $ROBUSTIR_CACHE/embeddings)")
     p.add_argument("--no-cache", action="store_true", help="encode without the embedding cache")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -49,6 +50,8 @@ def evaluate_command(args: argparse.Namespace) -> int:
     from robustir.experiments.evaluation import evaluate
     from robustir.model_sources import resolve_model
 
+    cache = None if args.no_cache else EmbeddingCache(args.cache_dir)
+    check_output_folders(output=args.output, cache_dir=cache and str(cache.root))
     spec = resolve_model(args.model, where="--model", **model_overrides(args))
     variant = args.variant or ("clean" if args.queries is None else os.path.splitext(
         os.path.basename(args.queries))[0])
@@ -56,14 +59,14 @@ def evaluate_command(args: argparse.Namespace) -> int:
         spec, args.dataset, split=args.split, queries=args.queries, variant=variant,
         top_k=args.top_k, batch_size=args.batch_size, max_length=args.max_length,
         dtype=args.dtype, device=args.device, data_root=args.data_root,
-        cache=None if args.no_cache else EmbeddingCache(args.cache_dir), progress=not args.quiet,
+        cache=cache, progress=not args.quiet,
     )
     entry = result.write(args.output, variant=variant)
-    cache = result.summary["cache"]
+    counts = result.summary["cache"]
     print(f"{spec.key} on {result.params['dataset']}/{args.split} ({result.summary['n_queries']} queries)")
     print_table([{"measure": m, "value": f"{v:.4f}"} for m, v in result.summary["metrics"].items()])
-    if cache is not None:
-        print(f"texts encoded: {cache['texts_encoded']} (cache hits {cache['hits']}, misses {cache['misses']})")
+    if counts is not None:
+        print(f"texts encoded: {counts['texts_encoded']} (cache hits {counts['hits']}, misses {counts['misses']})")
     print(f"written to {entry}")
     return 0
 
@@ -73,7 +76,11 @@ def evaluate_run_command(args: argparse.Namespace) -> int:
     from robustir.metrics import mean_metrics, per_query_metrics
     from robustir.trec import read_qrels, read_run
 
-    per_query = per_query_metrics(read_qrels(args.qrels), read_run(args.run), args.measures)
+    qrels, run = read_qrels(args.qrels), read_run(args.run)
+    try:
+        per_query = per_query_metrics(qrels, run, args.measures)
+    except ValueError as error:
+        raise ValueError(f"{args.run} scored against {args.qrels}: {error}") from None
     means = mean_metrics(per_query)
     if args.json:
         print(json.dumps({"per_query": per_query.to_dict(orient="index"), "mean": means}, indent=2))

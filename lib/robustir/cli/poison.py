@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from robustir.cli._inputs import check_output_folders, device, split_name
 from robustir.cli._models import add_model_arguments, model_overrides, positive_int
 from robustir.metrics.poisoning import TIE_RULES
 
@@ -31,8 +32,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--attacker-dataset", default=None,
                    help="dataset of the attacker's training qrels (default: the registry's, "
                         "nq-train for nq, else --dataset)")
-    p.add_argument("--attacker-split", default="train")
-    p.add_argument("--split", default="test", help="evaluation split")
+    p.add_argument("--attacker-split", type=split_name, default="train")
+    p.add_argument("--split", type=split_name, default="test", help="evaluation split")
     p.add_argument("--tie-rule", choices=TIE_RULES, default="adversarial_loses")
     p.add_argument("--top-k", type=positive_int, default=1000)
     p.add_argument("--checkpoint-every", type=positive_int, default=25, help="iterations between saves")
@@ -40,12 +41,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="skip the gold-passage and query-text baselines")
     p.add_argument("--bf16", action="store_true",
                    help="run the attack with bfloat16 weights (evaluation stays float32)")
-    p.add_argument("--device", default=None)
+    p.add_argument("--device", type=device, default=None)
     p.add_argument("--data-root", default=None, help="default: $ROBUSTIR_DATA or ./data")
     p.add_argument("--cache-dir", default=None, help="embedding cache (default: $ROBUSTIR_CACHE)")
     p.add_argument("--output", default="results", help="results store root")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
-    p.set_defaults(handler=poison_command)
+    p.set_defaults(handler=poison_command,
+                   on_interrupt="rerun the same command: the attack resumes from its checkpoint")
 
 
 def poison_command(args: argparse.Namespace) -> int:
@@ -64,11 +66,13 @@ def poison_command(args: argparse.Namespace) -> int:
     except ValueError as error:
         print(f"robustir poison: error: {error}", file=sys.stderr)
         return 2
+    cache = EmbeddingCache(args.cache_dir)
+    check_output_folders(output=args.output, cache_dir=str(cache.root))
     spec = resolve_model(args.model, where="--model", **model_overrides(args))
     evaluations = run_corpus_poisoning(
         spec, args.dataset, config, max_length=args.max_length, dtype=args.dtype,
         attacker_dataset=args.attacker_dataset, attacker_split=args.attacker_split, split=args.split,
-        data_root=args.data_root, output=args.output, cache=EmbeddingCache(args.cache_dir),
+        data_root=args.data_root, output=args.output, cache=cache,
         device=args.device, attack_dtype="bfloat16" if args.bf16 else None,
         tie_rule=args.tie_rule, top_k=args.top_k, baselines=not args.no_baselines,
         progress=not args.quiet,

@@ -8,8 +8,13 @@ from __future__ import annotations
 import argparse
 import sys
 
+from robustir.cli._inputs import positive_int
 from robustir.data import DatasetUnavailableError
 from robustir.runs import EXECUTORS, GridError, RunError, load_grid, run_grid
+
+
+#: What to do after Ctrl-C: finished jobs are kept, the ones in flight run again.
+RESUME_HINT = "rerun with --only-missing"
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -26,11 +31,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                       help="rerun every job, replacing its entry")
     run.add_argument("--executor", choices=EXECUTORS, default="local",
                      help="local process pool (default) or a Dask distributed cluster")
-    run.add_argument("--workers", type=int, default=None,
+    run.add_argument("--workers", type=positive_int, default=None,
                      help="parallel jobs (default: the grid's 'workers')")
     run.add_argument("--scheduler", default=None,
                      help="Dask scheduler address (with --executor dask); default: a local cluster")
-    run.set_defaults(handler=run_command, force=False)
+    run.set_defaults(handler=run_command, force=False, on_interrupt=RESUME_HINT)
 
     book = subparsers.add_parser(
         "book", help="run the grid, execute the aggregate notebooks and build the book (HTML)",
@@ -39,9 +44,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     book.add_argument("--config", default="configs/default.yaml",
                       help="grid file (default: configs/default.yaml)")
     book.add_argument("--executor", choices=EXECUTORS, default="local")
-    book.add_argument("--workers", type=int, default=None)
+    book.add_argument("--workers", type=positive_int, default=None)
     book.add_argument("--scheduler", default=None)
-    book.set_defaults(handler=book_command)
+    book.set_defaults(handler=book_command, on_interrupt=RESUME_HINT)
 
 
 def run_command(args: argparse.Namespace) -> int:

@@ -9,9 +9,19 @@ Used in the book chapter "Query variations".
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
-from robustir.perturb import FAMILY_NAMES, RNG_SCOPES, STUDY_SEEDS, FamilyUnavailable
+from robustir.cli._inputs import check_output_folders, device, split_name
+from robustir.perturb import FAMILY_NAMES, RNG_SCOPES, STUDY_SEEDS, FamilyUnavailable, resolve_family
+
+
+def _family(text: str) -> str:
+    try:
+        resolve_family(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+    return text
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -24,17 +34,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="Generate one variant per query of a dataset split with one of the study's "
                     "query-variation families, seeded, and save it with its provenance.")
     vary.add_argument("--dataset", required=True, help="dataset key under the data root, or a folder")
-    vary.add_argument("--family", required=True,
+    vary.add_argument("--family", required=True, type=_family,
                       help=f"family: {', '.join(FAMILY_NAMES)} (display names also accepted)")
     vary.add_argument("--seed", required=True, type=int,
                       help=f"random seed (the study's: {', '.join(map(str, STUDY_SEEDS))})")
     vary.add_argument("--output", required=True, help="JSONL file to write")
-    vary.add_argument("--split", default="test")
+    vary.add_argument("--split", type=split_name, default="test")
     vary.add_argument("--data-root", default=None, help="default: $ROBUSTIR_DATA or ./data")
     vary.add_argument("--rng-scope", choices=RNG_SCOPES, default="stream",
                       help="stream: the study's one stream per run (default); query: per-query "
                            "generators from (seed, dataset, qid), an improvement")
-    vary.add_argument("--device", default="cpu", help="torch device for model-based families")
+    vary.add_argument("--device", type=device, default="cpu", help="torch device for model-based families")
     vary.set_defaults(handler=vary_command)
 
 
@@ -46,6 +56,7 @@ def vary_command(args: argparse.Namespace) -> int:
     from robustir.data import load_dataset
     from robustir.perturb import build_family, generate_variations
 
+    check_output_folders(output=os.path.dirname(os.path.abspath(args.output)))
     dataset = load_dataset(args.dataset, args.split, args.data_root)
     try:
         family = build_family(args.family, device=args.device)

@@ -213,9 +213,9 @@ def run_corpus_poisoning(
         attacker, train, config, checkpoint_dir=output / "corpus_poisoning_checkpoints"
     )
     suffix = f"_{attack_dtype}" if attacker is not evaluator else ""
-    name = passage_file_name(train.name, spec.key, config).replace(".json", f"{suffix}.json")
+    name = passage_file_name(train.key, spec.key, config).replace(".json", f"{suffix}.json")
     passages_path = save_passages(
-        output / "corpus_poisoning_passages" / spec.key / test.name / name,
+        output / "corpus_poisoning_passages" / spec.key / test.key / name,
         result, evaluator.tokenizer,
     )
     n = config.n_passages
@@ -226,8 +226,8 @@ def run_corpus_poisoning(
     corpus = evaluator.encode_corpus(test.corpus, test.name)
     store = ResultStore(output)
     base = {
-        "model": spec.as_record(), "dataset": test.name, "split": test.split,
-        "attacker_dataset": train.name, "attacker_split": train.split,
+        "model": spec.as_record(), "dataset": test.key, "split": test.split,
+        "attacker_dataset": train.key, "attacker_split": train.split,
         "data_checksum": test.checksum,
         "attacker_data_checksum": train.checksum, "attack": config.as_record(),
         "attack_dtype": attacker.dtype, "evaluation_dtype": evaluator.dtype,
@@ -255,7 +255,7 @@ def run_corpus_poisoning(
         params = {**base, "variant": variant, "passages": variant.split("_N")[0]}
         summary = {**evaluation.summary, **(attack_summary if variant.startswith("hotflip") else {})}
         store.write_entry(
-            store.entry_dir(EXPERIMENT, spec.key, test.name, variant, config.seed),
+            store.entry_dir(EXPERIMENT, spec.key, test.key, variant, config.seed),
             params, per_query_long(evaluation.per_query), summary,
         )
         log.info("%s %s seed %d: %s", spec.key, variant, config.seed, evaluation.summary["metrics"])

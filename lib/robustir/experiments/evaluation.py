@@ -157,6 +157,9 @@ def evaluate(
             default: the dataset's own, from its queries' metadata (``{}`` to keep every hit).
         progress: Show progress bars.
     """
+    for name, value in (("top_k", top_k), ("batch_size", batch_size)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"{name} must be an integer of at least 1, got {value!r}")
     started = time.perf_counter()
     retriever = make_retriever(model, device=device, batch_size=batch_size,
                                max_length=max_length, dtype=dtype, cache=cache, progress=progress)
@@ -180,7 +183,7 @@ def evaluate(
     per_query = per_query_metrics(dataset.qrels, run, measures)
     params = {
         "model": spec.as_record(),
-        "dataset": dataset.name,
+        "dataset": dataset.key,
         "split": dataset.split,
         "data_checksum": dataset.checksum,
         "variant": variant,

@@ -158,7 +158,7 @@ def run_geometry(
         values["n_linear_layers"] = 0
     params = {
         "model": spec.as_record(),
-        "dataset": data.name,
+        "dataset": data.key,
         "split": data.split,
         "data_checksum": data.checksum,
         "variant": variant,

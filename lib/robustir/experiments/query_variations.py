@@ -115,7 +115,7 @@ def load_or_generate_variations(
     Used in the book chapter "Query variations".
     """
     key = family.key if isinstance(family, Family) else resolve_family(family)
-    path = variant_file(variants_dir, data.name, data.split, key, seed, rng_scope) if variants_dir else None
+    path = variant_file(variants_dir, data.key, data.split, key, seed, rng_scope) if variants_dir else None
     if path is not None and path.exists():
         stored = VariationSet.load(path)
         expected = {"family": key, "seed": seed, "rng_scope": rng_scope, "split": data.split,

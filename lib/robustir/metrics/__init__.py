@@ -83,11 +83,21 @@ def per_query_metrics(
     Returns:
         DataFrame indexed by query id (sorted), one float column per measure. A query of the
         qrels that is missing from the run is absent, as in pytrec_eval.
+
+    Raises:
+        ValueError: No query of the run with at least one hit is judged in the qrels (every
+            measure would be undefined); the message gives both counts.
     """
     measures = list(measures)
     parsed = {m: _parse(m) for m in measures}
     qrels = {q: {d: int(g) for d, g in docs.items()} for q, docs in qrels.items()}
     run = {q: {d: float(s) for d, s in hits.items()} for q, hits in run.items() if hits}
+    if not run.keys() & qrels.keys():
+        raise ValueError(
+            f"no query in common: the run has hits for {len(run)} queries, the qrels judge "
+            f"{len(qrels)}, and no query id is in both (run e.g. {sorted(run)[:3]}, qrels e.g. "
+            f"{sorted(qrels)[:3]}); check that both use the same query ids"
+        )
     columns: dict[str, dict[str, float]] = {}
     trec_measures, keys = set(), {}
     for measure, (name, cutoff) in parsed.items():
