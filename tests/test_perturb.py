@@ -11,7 +11,6 @@ import pytest
 from robustir.perturb import (
     ENGLISH_STOPWORDS,
     Family,
-    FamilyUnavailable,
     VariationSet,
     generate_variations,
     query_rng,
@@ -315,20 +314,6 @@ def test_malformed_variant_file_names_line_and_field(tmp_path):
     path.write_text("{not json\n")
     with pytest.raises(ValueError, match=r"bad.jsonl:1: not valid JSON"):
         VariationSet.load(path)
-
-
-def test_paraphrasing_is_unavailable_offline_with_a_reason():
-    import os
-
-    from robustir.perturb import family_status
-
-    if os.environ.get("HF_HUB_OFFLINE") != "1":
-        pytest.skip("checks the offline behaviour (HF_HUB_OFFLINE=1)")
-    status = family_status("paraphrase")
-    assert not status.available
-    assert "facebook/m2m100_418M" in status.reason and "model hub" in status.reason
-    with pytest.raises(FamilyUnavailable, match="paraphrase"):
-        generate_variations(QUERIES, "paraphrase", 5, dataset="toy")
 
 
 def test_variant_file_of_an_older_generator_revision_is_not_reused(tmp_path):

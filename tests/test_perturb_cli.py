@@ -53,8 +53,20 @@ def test_vary_writes_variants_readable_as_queries(scifact_mini, tmp_path, capsys
 
 
 def test_vary_reports_an_unavailable_family_with_its_reason(scifact_mini, tmp_path, capsys):
-    output = tmp_path / "paraphrase.jsonl"
-    assert run_vary("--dataset", str(scifact_mini), "--family", "paraphrase", "--seed", "5",
-                    "--output", str(output)) == 3
-    assert "facebook/m2m100_418M" in capsys.readouterr().err
+    from robustir.perturb import FamilyUnavailable, register_family, variation
+
+    def needs_the_hub(**options):
+        raise FamilyUnavailable("hub_only", "its model 'org/generator' comes from the model hub")
+
+    register_family("hub_only", "Hub only")(needs_the_hub)
+    output = tmp_path / "hub_only.jsonl"
+    try:
+        assert run_vary("--dataset", str(scifact_mini), "--family", "hub_only", "--seed", "5",
+                        "--output", str(output)) == 3
+    finally:
+        variation.FAMILIES.pop("hub_only")
+        variation.FAMILY_NAMES.pop("hub_only")
+        for name in ("hub_only", "hub only"):
+            variation._ALIASES.pop(name)
+    assert "'org/generator' comes from the model hub" in capsys.readouterr().err
     assert not output.exists()

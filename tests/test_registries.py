@@ -81,3 +81,36 @@ def test_a_toy_family_and_kind_run_through_the_query_variation_experiment(scifac
     # case-insensitive letter counts: the upper-cased queries retrieve exactly the same lists
     assert run.perturbed.run == run.clean.run
     assert run.summary["drop_rate"] == 0.0 and run.summary["fraction_equal"] == 1.0
+
+
+class PickyShout(ShoutGenerator):
+    """Upper-cases queries without digits; keeps the others unchanged, as a fall-back."""
+
+    name = "picky_shout"
+
+    def __call__(self, text, rng):
+        self.fell_back = any(c.isdigit() for c in text)
+        return text if self.fell_back else super().__call__(text, rng)
+
+
+def test_a_generators_fallbacks_are_counted_per_seed_up_to_the_summary(scifact_mini, tmp_path):
+    from robustir.experiments.query_variations import summarise, write_variation_run
+    from robustir.perturb import variation
+
+    register_family("picky", "Picky")(lambda **options: ([PickyShout()], {}))
+    try:
+        data = load_dataset(scifact_mini, "test")
+        with_digits = sum(any(c.isdigit() for c in q) for q in data.queries.values())
+        assert 0 < with_digits < len(data.queries)
+        retriever = make_retriever(LETTERS)
+        for seed in (5, 27):
+            run = evaluate_variation(retriever, data, "picky", seed, n_resamples=50)
+            assert run.variations.provenance["fallbacks_per_generator"] == {"picky_shout": with_digits}
+            assert run.summary["fallbacks"] == with_digits
+            write_variation_run(run, tmp_path / "results", seed)
+        row = summarise(tmp_path / "results", n_resamples=50).set_index("family").loc["picky"]
+        assert row["fallbacks_per_seed"] == f"5: {with_digits}, 27: {with_digits}"
+    finally:
+        variation.FAMILIES.pop("picky")
+        variation.FAMILY_NAMES.pop("picky")
+        variation._ALIASES.pop("picky")

@@ -70,5 +70,8 @@ def vary_command(args: argparse.Namespace) -> int:
     print(f"{family.display_name} ({family.key}), seed {args.seed}, {dataset.name}/{dataset.split}: "
           f"{provenance['n_changed']} of {provenance['n_queries']} queries changed "
           f"(unchanged fraction {provenance['unchanged_fraction']:.3f})")
+    for generator, count in provenance["fallbacks_per_generator"].items():
+        if count:
+            print(f"{generator}: {count} queries kept unchanged (every attempt failed its filter)")
     print(f"written to {args.output} (provenance: {sidecar})")
     return 0

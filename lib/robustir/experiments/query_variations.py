@@ -208,6 +208,7 @@ def evaluate_variation(
         "drop_rate_ci_low": interval.low,
         "drop_rate_ci_high": interval.high,
         "unchanged_fraction": variations.unchanged_fraction,
+        "fallbacks": sum(variations.provenance.get("fallbacks_per_generator", {}).values()),
         "fraction_drop": fractions["drop"],
         "fraction_equal": fractions["equal"],
         "fraction_rise": fractions["rise"],
@@ -280,8 +281,10 @@ def summarise(
         study's semantics), ``n_seeds``, ``drop_rate_mean``,
         ``drop_rate_std`` (population, ddof = 0), ``drop_rate_ci_low/high`` (query bootstrap of
         the seed mean), ``unchanged_fraction`` (mean over seeds), the shares of queries
-        dropping/equal/rising (pooled over seeds), the mean rank stability, and the paired tests' p-values on the
-        seed-averaged per-query scores. Fractions, not percent.
+        dropping/equal/rising (pooled over seeds), the mean rank stability, the paired tests' p-values on the
+        seed-averaged per-query scores, and ``fallbacks_per_seed`` (``"seed: count, …"`` of the
+        queries kept unchanged because a generator's filter rejected every attempt, the
+        substitute paraphraser's; empty when there were none). Fractions, not percent.
 
     Raises:
         ValueError: A family's clean reference is missing.
@@ -294,6 +297,7 @@ def summarise(
     table = store.read_per_query(EXPERIMENT)
     if table.empty:
         return pd.DataFrame()
+    summaries = store.read_summaries(EXPERIMENT)
     rows = []
     for (model, dataset), group in table.groupby(["model", "dataset"], sort=True):
         clean = group[(group.variant == CLEAN_VARIANT) & (group.measure == DROP_RATE_MEASURE)]
@@ -327,8 +331,20 @@ def summarise(
                 **{c: float(wide[c].mean()) for c in ("Jaccard@10", "RBO@100", "KendallTau@10")},
                 "randomisation_p": float(tests.loc[("seed mean", "randomisation"), "p_value"]),
                 "wilcoxon_p": float(tests.loc[("seed mean", "wilcoxon"), "p_value"]),
+                "fallbacks_per_seed": _fallbacks_per_seed(summaries, model, dataset, variant),
             })
     return pd.DataFrame(rows)
+
+
+def _fallbacks_per_seed(summaries: pd.DataFrame, model: str, dataset: str, variant: str) -> str:
+    """``"seed: count, …"`` (seed order) of the stored runs' fall-backs to the unchanged query;
+    empty when none fell back (or the runs predate the count)."""
+    if "fallbacks" not in summaries:
+        return ""
+    runs = summaries[(summaries.model == model) & (summaries.dataset == dataset)
+                     & (summaries.variant == variant)].sort_values("seed")
+    counts = runs["fallbacks"].fillna(0).astype(int)
+    return ", ".join(f"{int(seed)}: {count}" for seed, count in zip(runs.seed, counts)) if counts.any() else ""
 
 
 def findings(table: pd.DataFrame, *, llm: str = "smollm2_ret", encoder: str = "minilm",

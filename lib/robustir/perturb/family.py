@@ -17,11 +17,15 @@ class QueryGenerator:
 
     Attributes:
         name: Generator name recorded with every variant (e.g. ``qwerty_substitution``).
+        fell_back: Whether the last call's candidate is the unchanged query because the
+            generator's own filter rejected everything it produced (counted per generator in
+            the variant set's provenance); always ``False`` for generators without a filter.
 
     Used in the book chapter "Query variations".
     """
 
     name: str = "generator"
+    fell_back: bool = False
 
     def prepare(self, texts: Sequence[str]) -> None:
         """Batch work ahead of the per-query calls (model-based generators); a no-op here."""

@@ -113,15 +113,21 @@ def _reordering(**options):
     return reordering_generators(), {"pct_words_to_swap": PCT_WORDS_TO_SWAP}
 
 
+def _minilm(encoder, device: str):
+    """The family's sentence encoder: ``encoder`` when given, else all-MiniLM-L6-v2."""
+    if encoder is not None:
+        return encoder
+    from robustir.encode import Encoder
+    from robustir.models import get_model_spec
+
+    return Encoder(get_model_spec("minilm"), device=device, progress=False)
+
+
 @register_family("synonym", "Synonymizing", aliases=("synonymizing",))
 def _synonymizing(*, encoder=None, device: str = "cpu", **options):
     from robustir.perturb import synonyms
 
-    if encoder is None:
-        from robustir.encode import Encoder
-        from robustir.models import get_model_spec
-
-        encoder = Encoder(get_model_spec("minilm"), device=device, progress=False)
+    encoder = _minilm(encoder, device)
     embedding = synonyms.WordEmbedding.from_encoder(encoder)
     generators = synonyms.synonym_generators(lambda texts: encoder.encode_texts(list(texts)), embedding)
     return generators, {
@@ -137,14 +143,32 @@ def _synonymizing(*, encoder=None, device: str = "cpu", **options):
 
 
 @register_family("paraphrase", "Paraphrasing", aliases=("paraphrasing",))
-def _paraphrasing(*, device: str = "cpu", **options):
-    from robustir.perturb import paraphrase
+def _paraphrasing(*, encoder=None, device: str = "cpu", **options):
+    """The study's back-translation and T5 generators when their models load, else the offline
+    substitute :class:`~robustir.perturb.llm_paraphrase.LLMParaphrase` (a recorded deviation)."""
+    from robustir.perturb import llm_paraphrase, paraphrase
 
-    return paraphrase.paraphrasing_generators(device=device), {
-        "back_translation_model": paraphrase.BACK_TRANSLATION_MODEL,
-        "paraphrase_model": paraphrase.PARAPHRASE_MODEL,
-        "num_beams": paraphrase.PARAPHRASE_NUM_BEAMS,
-        "max_length": paraphrase.PARAPHRASE_MAX_LENGTH,
+    try:
+        return paraphrase.paraphrasing_generators(device=device), {
+            "generators_used": "study",
+            "back_translation_model": paraphrase.BACK_TRANSLATION_MODEL,
+            "paraphrase_model": paraphrase.PARAPHRASE_MODEL,
+            "num_beams": paraphrase.PARAPHRASE_NUM_BEAMS,
+            "max_length": paraphrase.PARAPHRASE_MAX_LENGTH,
+        }
+    except FamilyUnavailable as unavailable:
+        study_reason = unavailable.reason
+    log.warning("paraphrase: the study's generators are unavailable (%s); using the offline "
+                "substitute %s (a deviation)", study_reason, llm_paraphrase.LLMParaphrase.name)
+    encoder = _minilm(encoder, device)
+    generator = llm_paraphrase.llm_paraphraser(
+        lambda texts: encoder.encode_texts(list(texts)), device=device)
+    return (generator,), {
+        "generators_used": "substitute (deviation: the study uses M2M100 back-translation and a T5 "
+                           "paraphraser)",
+        "study_generators_unavailable": study_reason,
+        "sentence_encoder": encoder.spec.hf_id,
+        **generator.parameters(),
     }
 
 
@@ -173,12 +197,13 @@ def build_family(name: str, *, encoder=None, device: str = "cpu") -> Family:
     Args:
         name: Family key or display name.
         encoder: A ``robustir.encode.Encoder`` for the synonym family's sentence-similarity
-            constraint and word vectors (default: all-MiniLM-L6-v2, loaded here).
+            constraint and word vectors and the substitute paraphraser's cosine filter (default:
+            all-MiniLM-L6-v2, loaded here).
         device: Torch device for the paraphrasing models.
 
     Raises:
-        FamilyUnavailable: The family's resources are missing (paraphrase models offline,
-            WordNet not installed).
+        FamilyUnavailable: The family's resources are missing (WordNet not installed; neither
+            the study's paraphrasing models nor the substitute's SmolLM2 weights).
     """
     definition = FAMILIES[resolve_family(name)]
     generators, parameters = definition.build(encoder=encoder, device=device)
@@ -339,19 +364,22 @@ def _validate_queries(queries: Mapping[str, str]) -> None:
 
 def _draw(
     queries: Mapping[str, str], family: Family, seed: int, dataset: str, rng_scope: str
-) -> tuple[dict[str, QueryVariation], Counter]:
-    """One pass of the generators over the queries: the variants, and the count of each
-    generator chosen."""
+) -> tuple[dict[str, QueryVariation], Counter, Counter]:
+    """One pass of the generators over the queries: the variants, the count of each generator
+    chosen, and the count of each generator's fall-backs to the unchanged query."""
     stream = random.Random(seed)
     variations: dict[str, QueryVariation] = {}
-    chosen = Counter()
+    chosen, fallbacks = Counter(), Counter()
     for query_id, original in queries.items():
         rng = stream if rng_scope == "stream" else query_rng(seed, dataset, query_id)
-        candidates = [(generator.name, generator(original, rng)) for generator in family.generators]
+        candidates = []
+        for generator in family.generators:
+            candidates.append((generator.name, generator(original, rng)))
+            fallbacks[generator.name] += generator.fell_back
         name, text = rng.choice(candidates)
         chosen[name] += 1
         variations[query_id] = QueryVariation(query_id, text, original, name, text != original)
-    return variations, chosen
+    return variations, chosen, fallbacks
 
 
 def generate_variations(
@@ -392,7 +420,7 @@ def generate_variations(
         # a list, not a generator: every generator's context is entered, not only up to the first
         if any([rehearsals.enter_context(g.rehearsal()) for g in family.generators]):
             _draw(queries, family, seed, dataset, rng_scope)  # gathers the work to batch, then discarded
-    variations, chosen = _draw(queries, family, seed, dataset, rng_scope)
+    variations, chosen, fallbacks = _draw(queries, family, seed, dataset, rng_scope)
     result = VariationSet(variations)
     empty = sum(not v.text.strip() for v in variations.values())
     if empty:
@@ -415,6 +443,9 @@ def generate_variations(
         "unchanged_fraction": result.unchanged_fraction,
         "n_empty": empty,
         "chosen_per_generator": dict(chosen),
+        # queries whose candidate is the unchanged query because the generator's own filter
+        # rejected every attempt (the substitute paraphraser), per generator
+        "fallbacks_per_generator": {g.name: fallbacks[g.name] for g in family.generators},
     }
     log.info("%s/%s seed %d: %d of %d queries changed", dataset, family.key, seed,
              result.provenance["n_changed"], len(variations))
