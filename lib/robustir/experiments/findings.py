@@ -53,6 +53,7 @@ TARGET_VERDICTS: dict[str, str] = {
     "goal met": "at or above the goal",
     "bar met": "at or above the bar, below the goal",
     "missed": "below the bar",
+    "not measured": "a system of the target did not run in this build",
 }
 
 
@@ -91,8 +92,10 @@ def compare_number(ours: float, published: float, tolerance: float) -> str:
 
 
 def against_target(value: float, bar: float, goal: float | None = None) -> str:
-    """``goal met``, ``bar met`` or ``missed`` (a missing value misses)."""
-    if value is None or math.isnan(value) or value < bar:
+    """``goal met``, ``bar met``, ``missed``, or ``not measured`` when a value is missing."""
+    if any(v is None or math.isnan(v) for v in (value, bar)):
+        return "not measured"
+    if value < bar:
         return "missed"
     return "goal met" if goal is None or value >= goal else "bar met"
 
