@@ -33,7 +33,7 @@ test: setup
 
 bench: setup
 	$(VENV)/bin/pip install -q -e ".[bench]"
-	for b in benchmarks/*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
+	for b in benchmarks/[!_]*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
 
 # Mutation testing of metrics/, stats/resampling.py, perturb/ and encode.py's pooling (mutmut,
 # fast tests only): prints the kill ratio and every survivor. Not part of CI (about an hour).

@@ -17,7 +17,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "lib" / "robustir"
 LAYERS = {
     1: ["data", "cranfield", "models", "model_sources", "embeddings", "cache", "results",
         "provenance", "trec", "resources"],
-    2: ["encode", "retrieve", "retrievers", "metrics", "perturb", "attack", "geometry", "stats",
+    2: ["encode", "fused", "retrieve", "retrievers", "metrics", "perturb", "attack", "geometry", "stats",
         "query_types"],
     3: ["experiments"],
     4: ["plots", "runs", "grid_checks", "processes", "preflight", "book", "book_pages", "cli"],

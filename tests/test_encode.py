@@ -183,3 +183,21 @@ def test_the_encoder_output_version_is_part_of_every_cache_key(monkeypatch):
     before = fingerprint(encoder.cache_inputs("prompt"))
     monkeypatch.setattr(encode, "ENCODER_OUTPUT_VERSION", encode.ENCODER_OUTPUT_VERSION + 1)
     assert fingerprint(encoder.cache_inputs("prompt")) != before
+
+
+def test_bfloat16_encoding_on_a_cpu_is_close_to_float32_and_cached_apart(tmp_path):
+    # bfloat16 weights (oneDNN's bf16 kernels on a CPU); states pooled and normalised in float32
+    spec = get_model_spec("minilm")
+    cache = EmbeddingCache(tmp_path)
+    exact = Encoder(spec, device="cpu", dtype="float32", cache=cache, progress=False)
+    half = Encoder(spec, device="cpu", dtype="bfloat16", cache=cache, progress=False)
+    assert half.model.dtype == torch.bfloat16
+    reference, vectors = exact.encode_texts(VERSION_TEXTS), half.encode_texts(VERSION_TEXTS)
+    assert vectors.dtype == np.float32
+    np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-6)
+    assert float(np.sum(vectors * reference, axis=1).min()) > 0.999
+    assert not np.allclose(vectors, reference, atol=1e-5)  # the weights really were bfloat16
+    corpus = {"d1": {"title": "Bone", "text": "vitamin d and fractures"}}
+    exact.encode_corpus(corpus, "scifact")
+    half.encode_corpus(corpus, "scifact")
+    assert exact.stats.cache_misses == half.stats.cache_misses == 1  # one entry per dtype

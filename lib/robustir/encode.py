@@ -2,9 +2,10 @@
 
 One path serves every dense system: the prompt is attached to the text with the spec's
 separator (protocol §1.2: none), empty texts become ``"[PAD]"`` (§1.4.8), texts are tokenised
-with truncation to ``max_length`` and padded to a multiple of 8, encoded in length-sorted
-batches, pooled (mean, CLS, last token or prompt-masked mean; §1.4) and L2-normalised when the
-system scores by cosine. Corpus and query embeddings go through the content-addressed
+with truncation to ``max_length`` and padded (to a multiple of 8 on CUDA), encoded in
+batches sorted by token count, pooled in float32 (mean, CLS, last token or prompt-masked mean;
+§1.4) and L2-normalised when the system scores by cosine. On a CPU the model runs with the fused
+inference forwards of :mod:`robustir.fused`, in float32 or bfloat16. Corpus and query embeddings go through the content-addressed
 :class:`~robustir.cache.EmbeddingCache`, so a corpus is encoded once per (model, dataset) and
 reused by the clean, perturbed and poisoned runs.
 
@@ -35,6 +36,7 @@ from tqdm.auto import tqdm
 from robustir.cache import EmbeddingCache, default_cache_dir, fingerprint
 from robustir.data import PAD_TEXT, document_text, pad_empty
 from robustir.embeddings import Embeddings
+from robustir.fused import fuse_for_cpu_inference
 from robustir.models import MODELS, ModelSpec
 
 __all__ = [
@@ -56,6 +58,9 @@ _POOLINGS = ("mean", "cls", "last_token", "prompt_mean")
 
 #: Bytes of query vectors an :class:`Encoder` keeps in memory to skip re-encoding a text.
 REMEMBERED_QUERY_BYTES = 256 * 2**20
+#: Batches whose texts are tokenised together and sorted by token count (bounds the memory of
+#: the token ids while keeping padding small).
+SORT_WINDOW = 64
 
 
 @dataclass
@@ -93,16 +98,18 @@ def pool(
         prompt_length: Prompt tokens to exclude, for ``prompt_mean``.
 
     Returns:
-        Tensor of shape ``(batch, dim)``, not normalised.
+        float32 tensor of shape ``(batch, dim)``, not normalised: half-precision states are
+        pooled in float32.
     """
-    mask = attention_mask.to(hidden.dtype)
     if pooling == "cls":
-        return hidden[:, 0]
+        return hidden[:, 0].float()
     if pooling == "last_token":
         if bool(attention_mask[:, -1].all()):
-            return hidden[:, -1]
+            return hidden[:, -1].float()
         last = attention_mask.sum(dim=1) - 1
-        return hidden[torch.arange(hidden.shape[0], device=hidden.device), last]
+        return hidden[torch.arange(hidden.shape[0], device=hidden.device), last].float()
+    hidden = hidden.float()
+    mask = attention_mask.to(hidden.dtype)
     if pooling == "prompt_mean":
         if not bool(attention_mask[:, 0].all()):
             raise ValueError("prompt_mean pooling needs right padding (protocol §1.4.3)")
@@ -228,6 +235,8 @@ def _load_weights(
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     model.eval().to(device)
+    if torch.device(device).type == "cpu":
+        fuse_for_cpu_inference(model)
     return tokenizer, model
 
 
@@ -411,7 +420,8 @@ class Encoder:
         embeddings. Gives ``input_ids`` or ``inputs_embeds``, not both.
 
         Returns:
-            Tensor ``(batch, dim)`` in the model's dtype.
+            float32 tensor ``(batch, dim)`` (pooled and normalised in float32 whatever the
+            model's dtype).
         """
         output = self._hidden_states(
             attention_mask, self.spec.layer is not None, input_ids=input_ids,
@@ -426,16 +436,22 @@ class Encoder:
         appended after truncating to ``max_length - 1``, so every text ends in it. Multiples of
         8 pad only on CUDA (tensor cores); on a CPU they would only add padding.
         """
+        return self._pad(self._token_ids(texts))
+
+    def _token_ids(self, texts: Sequence[str]) -> dict[str, list[list[int]]]:
+        """Unpadded token ids (and masks, token types) of ``texts``, as :meth:`tokenize` truncates."""
         tokenizer = self.tokenizer
-        pad_to = 8 if self.device.type == "cuda" else None
         if not self.spec.append_eos:
-            return tokenizer(list(texts), max_length=self.max_length, padding=True,
-                             truncation=True, pad_to_multiple_of=pad_to, return_tensors="pt")
+            return dict(tokenizer(list(texts), max_length=self.max_length, truncation=True))
         encoded = tokenizer(list(texts), max_length=self.max_length - 1, truncation=True)
         encoded["input_ids"] = [ids + [tokenizer.eos_token_id] for ids in encoded["input_ids"]]
         encoded["attention_mask"] = [mask + [1] for mask in encoded["attention_mask"]]
         encoded.pop("token_type_ids", None)  # decoder-only tokenizers; none for the EOS
-        return tokenizer.pad(encoded, padding=True, pad_to_multiple_of=pad_to, return_tensors="pt")
+        return dict(encoded)
+
+    def _pad(self, encoded: dict[str, list[list[int]]]):
+        pad_to = 8 if self.device.type == "cuda" else None
+        return self.tokenizer.pad(encoded, padding=True, pad_to_multiple_of=pad_to, return_tensors="pt")
 
     def _with_prompt(self, texts: Iterable[str], prompt: str) -> list[str]:
         sep = self.spec.separator if prompt else ""
@@ -453,7 +469,11 @@ class Encoder:
         self, texts: Sequence[str], prompt: str, heads: list[ModelSpec], *, desc: str = "encoding"
     ) -> list[np.ndarray]:
         """Embeddings of ``texts`` for each head (a pooling/layer reading of this model's
-        hidden states), all from one forward pass per batch."""
+        hidden states), all from one forward pass per batch.
+
+        Texts are taken longest first (in characters) in windows of :data:`SORT_WINDOW` batches;
+        each window is tokenised at once and batched by token count, so that batches hold texts
+        of nearly equal length and little padding."""
         full = self._with_prompt(texts, prompt)
         order = sorted(range(len(full)), key=lambda i: len(full[i]), reverse=True)
         needs_prompt = any(head.pooling == "prompt_mean" for head in heads)
@@ -461,21 +481,28 @@ class Encoder:
         all_layers = any(head.layer is not None for head in heads)
         out: list[np.ndarray] = []
         bar = tqdm(total=len(full), desc=desc, unit="text", disable=not self.progress)
+        window = SORT_WINDOW * self.batch_size
         with torch.inference_mode():
-            for start in range(0, len(order), self.batch_size):
-                index = order[start : start + self.batch_size]
-                batch = self.tokenize([full[i] for i in index]).to(self.device)
-                mask = batch["attention_mask"]
-                output = self._hidden_states(
-                    mask, all_layers, input_ids=batch["input_ids"],
-                    token_type_ids=batch.get("token_type_ids"),
-                )
-                for h, head in enumerate(heads):
-                    vectors = self._head(output, mask, head, prompt_length).float().cpu().numpy()
-                    if len(out) <= h:
-                        out.append(np.empty((len(full), vectors.shape[1]), dtype=np.float32))
-                    out[h][index] = vectors
-                bar.update(len(index))
+            for first in range(0, len(order), window):
+                texts_in = order[first : first + window]
+                encoded = self._token_ids([full[i] for i in texts_in])
+                by_tokens = sorted(range(len(texts_in)), key=lambda j: len(encoded["input_ids"][j]),
+                                   reverse=True)
+                for start in range(0, len(by_tokens), self.batch_size):
+                    rows = by_tokens[start : start + self.batch_size]
+                    batch = self._pad({k: [v[j] for j in rows] for k, v in encoded.items()}).to(self.device)
+                    index = [texts_in[j] for j in rows]
+                    mask = batch["attention_mask"]
+                    output = self._hidden_states(
+                        mask, all_layers, input_ids=batch["input_ids"],
+                        token_type_ids=batch.get("token_type_ids"),
+                    )
+                    for h, head in enumerate(heads):
+                        vectors = self._head(output, mask, head, prompt_length).cpu().numpy()
+                        if len(out) <= h:
+                            out.append(np.empty((len(full), vectors.shape[1]), dtype=np.float32))
+                        out[h][index] = vectors
+                    bar.update(len(index))
         bar.close()
         self.stats.texts_encoded += len(full)
         if not out:
