@@ -201,3 +201,24 @@ def test_bfloat16_encoding_on_a_cpu_is_close_to_float32_and_cached_apart(tmp_pat
     exact.encode_corpus(corpus, "scifact")
     half.encode_corpus(corpus, "scifact")
     assert exact.stats.cache_misses == half.stats.cache_misses == 1  # one entry per dtype
+
+
+def test_a_parallel_job_that_dequantised_first_wins_the_race(tmp_path, monkeypatch):
+    """Two grid workers dequantise the same GGUF weights on a cold cache: the one that renames
+    its copy second finds the target taken and uses it instead of failing."""
+    import os
+
+    from robustir import encode
+
+    monkeypatch.setenv("ROBUSTIR_CACHE", str(tmp_path))
+    spec = get_model_spec("smollm2")
+    replace = os.replace
+
+    def other_job_first(staging, target):
+        replace(staging, target)  # the other worker's copy lands ...
+        raise OSError(39, "Directory not empty")  # ... and ours cannot take its place
+
+    monkeypatch.setattr(encode.os, "replace", other_job_first)
+    location = encode.base_weights_location(spec)
+    assert (tmp_path / "models").is_dir() and os.path.isfile(os.path.join(location, "config.json"))
+    assert [p.name for p in (tmp_path / "models").iterdir()] == [os.path.basename(location)]

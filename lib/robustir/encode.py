@@ -154,6 +154,11 @@ def _dequantised_copy(location: str, gguf_file: str) -> str:
         model.save_pretrained(staging)
         tokenizer.save_pretrained(staging)
         os.replace(staging, target)
+    except OSError:
+        shutil.rmtree(staging, ignore_errors=True)
+        if not (target / "config.json").exists():
+            raise
+        # Another process (a parallel grid job) finished the same copy first: use it.
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
