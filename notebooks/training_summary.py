@@ -138,6 +138,21 @@ axis.set(ylabel="nDCG@10", xlabel="", title="test splits (never seen in training
 figure.tight_layout()
 shown.pivot_table(index="system", columns="dataset", values="nDCG@10").round(4)
 
+# %% [markdown]
+# ### Reading the depth series
+#
+# The targets box says whether more layers gave better retrieval on SciFact. Three facts of the
+# recipe bear on that reading, whatever the verdict. Every depth trains for the same number of
+# steps on the same pairs, and LoRA reaches only its top third of layers (4, 7 and 10 layers),
+# so the shallower models adapt a larger share of what they have. A truncated SmolLM2 ends at an
+# intermediate layer that was never trained to be read out: its final state is a pretraining
+# feature in the middle of the network, not a representation made for the next-token head, and
+# how well LoRA can reshape it differs from depth to depth. And the validation claims are few
+# (100), so the validation curves above rank the depths with a sampling error of a few points.
+# The study's own scaling series (Qwen3-Embedding 0.6B, 4B, 8B) comprises separately pretrained
+# models, each trained to the end as a retriever; ours is one model cut at three depths, a
+# cheaper stand-in that answers a narrower question.
+
 # %%
 # NBVAL_CHECK_OUTPUT
 print(shown.set_index(["model", "dataset"])["nDCG@10"].round(4).sort_index().to_string())

@@ -137,7 +137,7 @@ def test_every_analysis_runs_on_a_folder_through_the_command_line(tiny_model, sc
     assert main(["geometry", *common, "--sample-size", "50", "--n-pairs", "500"]) == 0
     from robustir.data import dataset_key
 
-    key, data = resolve_model(tiny_model).key, dataset_key(tiny_scifact)  # folders: name + hash
+    key, data = resolve_model(tiny_model).key, dataset_key(scifact_tiny)  # folders: name + hash
     entries = {p.relative_to(store).parts[:4] for p in store.glob("*/*/*/*/seed-*/summary.json")}
     assert {("evaluate", key, data, "clean"), ("evaluate", key, data, "ordering"),
             ("corpus_poisoning", key, data, "hotflip_N2"),

@@ -18,7 +18,7 @@ from robustir.metrics import per_query_metrics
 from robustir.models import MODELS
 from robustir.perturb import query_words
 from robustir.results import ResultStore
-from test_bring_your_own import tiny_model, tiny_scifact  # noqa: F401 (fixtures)
+from test_bring_your_own import tiny_model  # noqa: F401 (fixture)
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY_NOTEBOOK = ROOT / "tests" / "fixtures" / "notebooks" / "tiny_entry.py"
@@ -176,9 +176,9 @@ def test_evaluate_variant_queries_under_their_name(small, tmp_path):
         assert stored["summary"]["metrics"] == pytest.approx(library.summary["metrics"])
 
 
-def test_evaluate_split_reads_that_splits_judgements(tiny_scifact, tmp_path):  # noqa: F811
+def test_evaluate_split_reads_that_splits_judgements(scifact_tiny, tmp_path):  # noqa: F811
     store = tmp_path / "results"
-    assert main(["evaluate", "--model", "bm25", "--dataset", str(tiny_scifact), "--split", "train",
+    assert main(["evaluate", "--model", "bm25", "--dataset", str(scifact_tiny), "--split", "train",
                  "--output", str(store), "--quiet"]) == 0
     stored = _summary(store, "evaluate", "bm25")
     assert stored["params"]["split"] == "train" and stored["summary"]["n_queries"] == 30
@@ -239,11 +239,11 @@ def test_vary_seed_family_and_rng_scope(small, tmp_path):
 
 
 @pytest.fixture(scope="module")
-def poisoned(tiny_model, tiny_scifact, tmp_path_factory):  # noqa: F811
+def poisoned(tiny_model, scifact_tiny, tmp_path_factory):  # noqa: F811
     """One tiny-model attack per option set, all into one store."""
     store = tmp_path_factory.mktemp("poison") / "results"
     base = ["poison", "--model", str(tiny_model), "--dataset", "scifact", "--data-root",
-            str(tiny_scifact.parent), "--output", str(store), "--cache-dir", str(store.parent / "cache"),
+            str(scifact_tiny.parent), "--output", str(store), "--cache-dir", str(store.parent / "cache"),
             "--iterations", "2", "--candidates", "4", "--passage-length", "8", "--batch-size", "4",
             "--quiet"]
     assert main([*base, "--n-passages", "1", "--seed", "5"]) == 0
@@ -278,11 +278,11 @@ def test_poison_options_change_the_entries(poisoned, tiny_model):  # noqa: F811
     assert [len(p["best_adv_passage_ids"]) for p in passages.values()] == [8, 8]
 
 
-def test_geometry_sample_and_seed(tiny_model, tiny_scifact, tmp_path):  # noqa: F811
+def test_geometry_sample_and_seed(tiny_model, scifact_tiny, tmp_path):  # noqa: F811
     from robustir.model_sources import resolve_model
 
     store = tmp_path / "results"
-    common = ["geometry", "--model", str(tiny_model), "--dataset", str(tiny_scifact), "--output",
+    common = ["geometry", "--model", str(tiny_model), "--dataset", str(scifact_tiny), "--output",
               str(store), "--cache-dir", str(tmp_path / "cache"), "--sample-size", "40", "--n-pairs", "300"]
     assert main([*common, "--seed", "1"]) == 0
     assert main([*common, "--seed", "2"]) == 0
