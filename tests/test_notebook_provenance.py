@@ -195,6 +195,18 @@ def check_findings_one_difference(value, _, request):
     assert value == "1" and abs(ndcg - 0.6451) > 0.002
 
 
+def check_training_targets_not_measured(value, _, request):
+    """No trained retriever ran in the test store, so every target of the training chapter (one
+    per dataset of its ``targets`` parameter, the depth series, the stretch) is not measured."""
+    import jupytext
+
+    notebook = jupytext.read(ROOT / "notebooks" / "training_summary.py")
+    (cell,) = [c for c in notebook.cells if "parameters" in c.metadata.get("tags", [])]
+    parameters: dict = {}
+    exec(cell.source, parameters)  # noqa: S102 (the repository's own parameters cell)
+    assert value == str(len(parameters["targets"]) + 2)
+
+
 CHECKS = {
     "tiny_entry_mean": check_tiny_entry_mean,
     "minilm_mean": check_minilm_mean,
@@ -208,6 +220,7 @@ CHECKS = {
     "published_mean": check_published_mean,
     "published_geometry": check_published_geometry,
     "findings_one_difference": check_findings_one_difference,
+    "training_targets_not_measured": check_training_targets_not_measured,
 }
 #: Checks that run a model over a corpus (minutes on 2 cores).
 SLOW_CHECKS = ("minilm_mean", "minilm_alignment", "minilm_asr_by_hand")

@@ -196,7 +196,7 @@ def build_book(config: str | os.PathLike[str] = "configs/default.yaml", *,
         The HTML directory, ``<root>/_build/html``.
 
     Raises:
-        robustir.runs.GridError: The grid is malformed.
+        robustir.grid_checks.GridError: The grid is malformed.
         robustir.runs.RunError: A job failed (the book is not built on partial results).
         BookBuildError: The strict build failed.
     """

@@ -11,8 +11,8 @@ An entry is *finished* when its ``summary.json`` exists and the parameter hash r
 equals the hash of the parameters a new run would use; the grid runner skips finished entries
 whose files also verify. :func:`verify_entry` checks an entry's files against each other (the
 parameter hash, the number of queries, complete lines) and against checksums a caller recorded
-(the runner's ``job.json``); :meth:`ResultStore.verify` checks a whole store
-(``robustir verify``), and :meth:`ResultStore.read_per_query` refuses a ``per_query.csv`` that
+(the runner's ``job.json``); ``robustir verify`` applies it to every entry of a store, and
+:meth:`ResultStore.read_per_query` refuses a ``per_query.csv`` that
 holds another number of queries than its ``summary.json`` says.
 Entries are first written to a temporary directory ``<root>/.tmp-*`` and then renamed into
 place, so a killed writer never leaves a half-written entry behind: a reader sees either the

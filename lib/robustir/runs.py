@@ -476,7 +476,7 @@ def load_grid(path: str | os.PathLike[str], *, base: str | os.PathLike[str] | No
         seed).
 
     Raises:
-        GridError: The file is missing or not YAML, or has problems; the message lists every
+        robustir.grid_checks.GridError: The file is missing or not YAML, or has problems; the message lists every
             problem, each with the file, its line, the entry (``analyses[2]``) and the field.
 
     Used in the book: "Reproducing at paper scale".
