@@ -174,11 +174,13 @@ def test_damaged_entries_of_finished_jobs_run_again(tmp_path, umask):
     assert snapshot(results) == finished
 
 
-def _logging_notebook(directory: Path) -> Path:
-    """The tiny notebook with a cell that logs each execution to ``executions.log``."""
+def _logging_notebook(directory: Path, *, then_wait_s: int = 0) -> Path:
+    """The tiny notebook with a cell that logs each execution to ``executions.log`` (and then
+    waits ``then_wait_s`` seconds, so that the job is still running when the log appears)."""
     notebook = directory / "logged.py"
     notebook.write_text(TINY_NOTEBOOK.read_text() + "\n# %%\nwith open('executions.log', 'a') as "
-                        "log:\n    print(family, file=log)\n")
+                        "log:\n    print(family, file=log)\n"
+                        f"import time\ntime.sleep({then_wait_s})\n")
     return notebook
 
 
@@ -208,7 +210,7 @@ def _alive(processes) -> list[psutil.Process]:
 
 def test_ctrl_c_prints_one_line_and_leaves_no_process(tmp_path):
     # issue 15 #19: Ctrl-C printed a traceback
-    _grid(tmp_path, _analysis(notebook=str(_logging_notebook(tmp_path))))
+    _grid(tmp_path, _analysis(notebook=str(_logging_notebook(tmp_path, then_wait_s=60))))
     runner = _runner(tmp_path)
     deadline = time.monotonic() + 60
     while not (tmp_path / "executions.log").exists() and time.monotonic() < deadline:
