@@ -210,7 +210,7 @@ def _alive(processes) -> list[psutil.Process]:
 
 def test_ctrl_c_prints_one_line_and_leaves_no_process(tmp_path):
     # issue 15 #19: Ctrl-C printed a traceback
-    _grid(tmp_path, _analysis(notebook=str(_logging_notebook(tmp_path, then_wait_s=60))))
+    _grid(tmp_path, _analysis(notebook=str(_logging_notebook(tmp_path, then_wait_s=5))))
     runner = _runner(tmp_path)
     deadline = time.monotonic() + 60
     while not (tmp_path / "executions.log").exists() and time.monotonic() < deadline:
