@@ -4,6 +4,7 @@ result, each checked for the change it should make (not only that the command ex
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from collections import Counter
 from pathlib import Path
@@ -342,14 +343,17 @@ def test_book_builds_a_tiny_book(tmp_path, capsys, monkeypatch):
     grid = yaml.safe_load(_tiny_grid(tmp_path).read_text())
     grid["runs_dir"] = "book/runs"
     grid["aggregates"] = [{"notebook": "notebooks/generalizability.py", "parameters": {
-        "classify_query_types": False, "reference_dir": str(reference)}},
-        {"notebook": "notebooks/findings.py", "parameters": {}}]  # the home page links it
+        "classify_query_types": False, "reference_dir": str(reference)}}]  # no findings page
     (tmp_path / "grid.yaml").write_text(yaml.safe_dump(grid, sort_keys=False))
     monkeypatch.chdir(tmp_path)
     assert main(["book", "--config", "grid.yaml"]) == 0
     assert f"book built: {tmp_path / '_build' / 'html' / 'index.html'}" in capsys.readouterr().out
     assert (tmp_path / "_build/html/book/runs/aggregates/generalizability.html").is_file()
     assert (tmp_path / "results/tiny/bm25/data-x/clean/seed-1/summary.json").is_file()
+    # the home page's link to the findings page, which this grid does not make, stays text
+    assert not (tmp_path / "_build/html/book/runs/aggregates/findings.html").exists()
+    home = re.sub(r"<[^>]+>", "", (tmp_path / "_build/html/book/index.html").read_text())
+    assert "summary is the findings page (not part of this build), and" in home
 
 
 def test_data_fetch_leaves_a_complete_dataset_alone_and_names_what_is_missing(tmp_path, shared_data, capsys):
