@@ -7,10 +7,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from notebook_runs import execute_notebook
 from robustir.results import ResultStore
-
-papermill = pytest.importorskip("papermill")
-jupytext = pytest.importorskip("jupytext")
 
 ROOT = Path(__file__).resolve().parents[1]
 REFERENCE = ROOT.parent / "shared" / "reference"
@@ -57,15 +55,8 @@ def _write_store(root: Path, *, chance_model: str | None = None, absolute: bool 
 def _run_summary(tmp_path: Path, **parameters) -> tuple[list[dict], str, dict[str, str]]:
     """Execute the notebook on ``tmp_path/results`` (with extra ``parameters``): outputs,
     markdown text, glued values."""
-    notebook = jupytext.read(ROOT / "notebooks" / "geometry_summary.py")
-    source = tmp_path / "geometry_summary.ipynb"
-    jupytext.write(notebook, source)
-    executed = tmp_path / "executed.ipynb"
-    papermill.execute_notebook(
-        str(source), str(executed), cwd=str(ROOT), progress_bar=False, kernel_name="python3",
-        parameters={"output": str(tmp_path / "results"), "reference_dir": str(REFERENCE),
-                    **parameters},
-    )
+    executed = execute_notebook("geometry_summary", tmp_path, parameters={
+        "output": str(tmp_path / "results"), "reference_dir": str(REFERENCE), **parameters})
     cells = json.loads(executed.read_text())["cells"]
     outputs = [output for cell in cells if cell["cell_type"] == "code" for output in cell["outputs"]]
     text = "\n".join("".join(o.get("data", {}).get("text/markdown", "")) for o in outputs)

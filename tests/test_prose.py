@@ -97,14 +97,9 @@ def test_results_prose_types_no_result_and_glues_every_direction(source):
 
 def test_executed_aggregates_print_no_number_their_prose_types(tmp_path):
     """The generalizability chapter executed on the published table (no store needed)."""
-    import papermill
+    from notebook_runs import execute_notebook
 
-    notebook = jupytext.read(ROOT / "notebooks" / "generalizability.py")
-    source = tmp_path / "generalizability.ipynb"
-    jupytext.write(notebook, source)
-    executed = tmp_path / "executed.ipynb"
-    papermill.execute_notebook(
-        str(source), str(executed), cwd=str(ROOT), progress_bar=False, kernel_name="python3",
-        parameters={"output": str(tmp_path / "results"), "classify_query_types": False,
-                    "reference_dir": str(ROOT.parent / "shared" / "reference")})
+    executed = execute_notebook("generalizability", tmp_path, parameters={
+        "output": str(tmp_path / "results"), "classify_query_types": False,
+        "reference_dir": str(ROOT.parent / "shared" / "reference")})
     assert unglued_numbers(nbformat.read(executed, as_version=4)) == set()

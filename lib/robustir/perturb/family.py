@@ -7,9 +7,28 @@ from __future__ import annotations
 
 import contextlib
 import random
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
+
+
+@contextlib.contextmanager
+def batched_rehearsal(owner: Any, make: Callable[[list], object]) -> Iterator[bool]:
+    """A rehearsal that notes requests and makes them in one batch on exit.
+
+    Within, ``owner._noted`` is a dict whose keys are the requests noted so far (the owner's
+    ``__call__`` adds to it instead of doing the work); outside, it is ``None``. On exit, even
+    after an error inside, the noting stops; then, if anything was noted, ``make(requests)``
+    runs on them in the order they were first noted. The context's value is ``True``: the owner
+    rehearses (see :meth:`QueryGenerator.rehearsal`).
+    """
+    owner._noted = {}
+    try:
+        yield True
+    finally:
+        noted, owner._noted = list(owner._noted), None
+    if noted:
+        make(noted)
 
 
 class QueryGenerator:

@@ -42,12 +42,12 @@ import logging
 import math
 import random
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from robustir.perturb.family import FamilyUnavailable, QueryGenerator
+from robustir.perturb.family import FamilyUnavailable, QueryGenerator, batched_rehearsal
 from robustir.perturb.synonyms import RememberedSentences, SentenceEncoder
 
 log = logging.getLogger(__name__)
@@ -396,17 +396,7 @@ class LLMParaphrase(QueryGenerator):
     def rehearsal(self) -> contextlib.AbstractContextManager[bool]:
         """Within: note the (query, seed) pairs asked for and answer with the query; on exit,
         paraphrase the noted pairs in batches (the real pass then finds them done)."""
-        return self._rehearse()
-
-    @contextlib.contextmanager
-    def _rehearse(self) -> Iterator[bool]:
-        self._noted = {}
-        try:
-            yield True
-        finally:
-            noted, self._noted = list(self._noted), None
-        if noted:
-            self.paraphrase(noted)
+        return batched_rehearsal(self, self.paraphrase)
 
     def __call__(self, text: str, rng: random.Random) -> str:
         request = (text, rng.getrandbits(63))

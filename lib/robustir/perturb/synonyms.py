@@ -26,14 +26,14 @@ import logging
 import math
 import random
 import warnings
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from functools import cached_property, lru_cache
 
 import numpy as np
 
 from robustir.perturb.augment import Candidate, WordTransformation
-from robustir.perturb.family import FamilyUnavailable
+from robustir.perturb.family import FamilyUnavailable, batched_rehearsal
 from robustir.perturb.words import Word, is_single_word, query_words
 
 log = logging.getLogger(__name__)
@@ -160,8 +160,7 @@ class RememberedSentences:
             self._vectors.update(zip(missing, self.encode(missing)))
         return np.stack([self._vectors[t] for t in texts])
 
-    @contextlib.contextmanager
-    def rehearsal(self) -> Iterator[bool]:
+    def rehearsal(self) -> contextlib.AbstractContextManager[bool]:
         """Within: note the texts asked for and answer as if all were identical (every candidate
         passes the similarity constraint); on exit, encode the noted texts in one batch.
 
@@ -169,13 +168,7 @@ class RememberedSentences:
         the second pass would have encoded call by call: all of it when each step's first-drawn
         candidate passes, as most do; the second pass encodes the rest itself.
         """
-        self._noted = {}
-        try:
-            yield True
-        finally:
-            noted, self._noted = list(self._noted), None
-        if noted:
-            self(noted)
+        return batched_rehearsal(self, self)
 
 
 @dataclass(frozen=True)
