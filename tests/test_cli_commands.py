@@ -251,6 +251,9 @@ def poisoned(tiny_model, scifact_tiny, tmp_path_factory):  # noqa: F811
     assert main([*base, "--n-passages", "1", "--seed", "5"]) == 0
     assert main([*base, "--n-passages", "2", "--seed", "27", "--no-baselines", "--top-k", "3",
                  "--tie-rule", "trec_eval"]) == 0
+    # a bfloat16 attack evaluated in bfloat16 too (the default grid's decoder retriever)
+    assert main([*base, "--n-passages", "1", "--seed", "1999", "--no-baselines", "--bf16",
+                 "--dtype", "bfloat16"]) == 0
     return store
 
 
@@ -260,7 +263,8 @@ def test_poison_options_change_the_entries(poisoned, tiny_model):  # noqa: F811
     key = resolve_model(tiny_model).key
     table = ResultStore(poisoned).read_summaries("corpus_poisoning")
     assert sorted(zip(table["variant"], table["seed"])) == [
-        ("gold_N1", 5), ("hotflip_N1", 5), ("hotflip_N2", 27), ("query_text_N1", 5)]
+        ("gold_N1", 5), ("hotflip_N1", 5), ("hotflip_N1_bfloat16", 1999), ("hotflip_N2", 27),
+        ("query_text_N1", 5)]
     one = _summary(poisoned, "corpus_poisoning", key, "hotflip_N1", "5")
     two = _summary(poisoned, "corpus_poisoning", key, "hotflip_N2", "27")
     assert (one["params"]["tie_rule"], two["params"]["tie_rule"]) == ("adversarial_loses", "trec_eval")
@@ -275,6 +279,7 @@ def test_poison_options_change_the_entries(poisoned, tiny_model):  # noqa: F811
     files = {f.name.split("_supervised_")[1]: f
              for f in (poisoned / "corpus_poisoning_passages" / key / "scifact").glob("*.json")}
     assert sorted(files) == ["hotflip_N1_Len8_Iter2_Pool4_InitTrue.json",
+                             "hotflip_N1_Len8_Iter2_Pool4_InitTrue_bfloat16.json",
                              "hotflip_N2_Len8_Iter2_Pool4_InitTrue.json"]
     passages = json.loads(files["hotflip_N2_Len8_Iter2_Pool4_InitTrue.json"].read_text())["passages"]
     assert [len(p["best_adv_passage_ids"]) for p in passages.values()] == [8, 8]

@@ -182,9 +182,10 @@ def run_corpus_poisoning(
     """Attack one system on one dataset, save the passages, evaluate, write the results store.
 
     Writes ``<output>/corpus_poisoning/<model>/<dataset>/<variant>/seed-<seed>/`` for the
-    variants ``hotflip_N{N}`` (``…_bf16`` with ``attack_dtype="bfloat16"``) and, with
-    ``baselines``, ``gold_N{N}`` (the initial passages) and ``query_text_N{N}``; the passages go
-    to ``<output>/corpus_poisoning_passages/<model>/<dataset>/`` under the study's file name,
+    variants ``hotflip_N{N}`` (``hotflip_N{N}_bfloat16`` with ``attack_dtype="bfloat16"``,
+    whatever ``dtype`` is) and, with ``baselines``, ``gold_N{N}`` (the initial passages) and
+    ``query_text_N{N}``; the passages go to ``<output>/corpus_poisoning_passages/<model>/
+    <dataset>/`` under the study's file name,
     the resumable state to ``<output>/corpus_poisoning_checkpoints/``. Evaluation always uses
     ``dtype`` weights (default: float32 on a CPU). ``max_length`` (default: the system's) bounds
     the encoded queries and test documents; keep it and ``dtype`` equal to the clean runs' so
@@ -212,7 +213,9 @@ def run_corpus_poisoning(
     result = hotflip_attack(
         attacker, train, config, checkpoint_dir=output / "corpus_poisoning_checkpoints"
     )
-    suffix = f"_{attack_dtype}" if attacker is not evaluator else ""
+    # the variant names a reduced attack precision whenever one was asked for, also when the
+    # evaluation runs in it too (one encoder then serves both)
+    suffix = f"_{attack_dtype}" if attack_dtype not in (None, "float32") else ""
     name = passage_file_name(train.key, spec.key, config).replace(".json", f"{suffix}.json")
     passages_path = save_passages(
         output / "corpus_poisoning_passages" / spec.key / test.key / name,
