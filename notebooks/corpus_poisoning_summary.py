@@ -51,8 +51,8 @@ glue("poisoning_findings", Markdown(findings_markdown(findings)), display=False)
 # %% [markdown]
 # ## Table 3: attack success of HotFlip passages
 #
-# Rows are the systems (float32 attack; a bfloat16 attack, when run, is a separate row block),
-# columns the evaluation datasets and N.
+# Rows are the systems, in a block per precision of the attack (float32 or bfloat16), columns
+# the evaluation datasets and N.
 
 # %%
 table = poisoning_table(shown, measure)
@@ -78,15 +78,15 @@ table
 poisoning_table(shown, "nDCG@10 change", digits=2)
 
 # %% [markdown]
-# ## Last-token pooling: the passage's final token decides
+# ## Last-token pooling: does the passage's final token decide?
 #
-# For systems that pool the last token's hidden state, the table lists each run's final tokens
-# of the initial (gold) passages and the share of test queries that end with one of them, beside
-# the ASR of the gold and the optimised passages. SmolLM2, never trained for retrieval, puts
-# much of a text's embedding into its final token: a seed whose clusters happen to start from a
-# passage ending as most queries do (SciFact's claims end with a full stop) succeeds before any
-# optimisation, and a seed whose passages all end otherwise fails, whatever the text. A few
-# HotFlip steps at random positions rarely reach the last position.
+# A system that pools the last token's hidden state may put much of a text's embedding into its
+# final token. If it does, a gold passage that ends as most queries do (SciFact's claims end
+# with a full stop) could reach the top 20 before any optimisation, whatever the rest of its
+# text, and HotFlip steps at random positions would rarely reach the position that matters. The
+# table lets you check this run by run: for each last-token system, the final tokens of the
+# initial (gold) passages, the share of test queries that end with one of them, and the ASR of
+# the gold and of the optimised passages.
 
 # %%
 final_token_table(shown, measure)

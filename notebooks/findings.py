@@ -16,7 +16,8 @@
 # What the study claimed {cite}`li2026robustness`, what this build of the book measured
 # offline, and whether they agree, one row per claim; each chapter's findings box has the
 # details. The verdicts are computed from the numbers by stated rules
-# (`robustir.experiments.findings.VERDICTS`):
+# (`robustir.experiments.findings.VERDICTS`; the training chapter's own targets use
+# `TARGET_VERDICTS`):
 #
 # ```{glue:md} verdict_rules
 # :format: gfm
@@ -33,25 +34,33 @@
 
 # %% tags=["parameters"]
 output = "results"  # results-store root; every aggregate notebook saved its findings there
-chapters = ["effectiveness", "training", "generalizability", "query_variations",
-            "corpus_poisoning", "geometry"]  # display order
+chapters = {"effectiveness": "Clean effectiveness", "training": "Training",
+            "generalizability": "Generalizability", "query_variations": "Query variations",
+            "corpus_poisoning": "Corpus poisoning", "geometry": "Geometry"}  # display order
 
 # %%
 import pandas as pd
 from IPython.display import Markdown, display
 from myst_nb import glue
 
-from robustir.experiments.findings import VERDICTS, findings_table, load_findings
+from robustir.experiments.findings import (
+    TARGET_VERDICTS,
+    VERDICTS,
+    findings_table,
+    load_findings,
+    summary_markdown,
+)
 
-glue("verdict_rules", Markdown("\n".join(f"* **{name}**: {rule}" for name, rule in VERDICTS.items())),
+rules = {**VERDICTS, **TARGET_VERDICTS}
+glue("verdict_rules", Markdown("\n".join(f"* **{name}**: {rule}" for name, rule in rules.items())),
      display=False)
 saved = load_findings(output)
-missing = [c for c in chapters if c not in saved]
+missing = [title for c, title in chapters.items() if c not in saved]
 if missing:
     display(Markdown("*Not in this build: " + ", ".join(missing) + ".*"))
 table = pd.concat([findings_table(saved[c]).assign(chapter=c) for c in chapters if c in saved],
                   ignore_index=True) if saved else pd.DataFrame()
-table[["chapter", "the study's claim", "ours", "verdict"]] if not table.empty else table
+Markdown(summary_markdown(saved, chapters) if saved else "*No chapter saved findings.*")
 
 # %%
 # NBVAL_CHECK_OUTPUT

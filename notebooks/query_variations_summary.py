@@ -158,7 +158,8 @@ for key in FAMILY_NAMES:
         unavailable[FAMILY_NAMES[key]] = status.reason
 if not_run:
     print(f"available here but not in the results store: {', '.join(not_run)}")
-pd.Series(unavailable, name="reason", dtype=str).rename_axis("family").to_frame()
+(pd.Series(unavailable, name="reason", dtype=str).rename_axis("family").to_frame() if unavailable
+ else Markdown("Every family of the study can be generated here."))
 
 # %%
 headline = table[(table["rng_scope"] == "stream") & ~table["control"]]
@@ -168,13 +169,14 @@ glue("qv_worst_system", worst["System"], display=False)
 glue("qv_worst_drop_rate", float(100 * worst["drop_rate_mean"]), display=False)
 glue("qv_worst_drop_rate_std", float(100 * worst["drop_rate_std"]), display=False)
 glue("qv_worst_unchanged", float(worst["unchanged_fraction"]), display=False)
+glue("qv_worst_seeds", int(worst["n_seeds"]), display=False)
 glue("qv_n_unavailable", len(unavailable), display=False)
 
 # %% [markdown]
-# **Reading.** The largest mean drop rate is {glue:text}`qv_worst_system`'s under
-# {glue:text}`qv_worst_family` ({glue:text}`qv_worst_drop_rate:.2f` ±
-# {glue:text}`qv_worst_drop_rate_std:.2f` % over seeds), with a share
-# {glue:text}`qv_worst_unchanged:.3f` of its variants equal to the original query. The seed
+# **Reading.** The largest mean drop rate, {glue:text}`qv_worst_drop_rate:.2f` % (standard
+# deviation {glue:text}`qv_worst_drop_rate_std:.2f` over {glue:text}`qv_worst_seeds` seed(s)),
+# belongs to the system {glue:text}`qv_worst_system` under {glue:text}`qv_worst_family`, with a
+# share {glue:text}`qv_worst_unchanged:.3f` of its variants equal to the original query. The seed
 # spread and the query-bootstrap interval answer different questions: the first is how much
 # the random draw of typos or swaps matters, the second how much the drop rate would move with
 # another sample of queries.

@@ -248,7 +248,7 @@ def test_poisoning_table_reports_mean_and_population_std_over_seeds():
     })
     table = poisoning_table(summaries)
     assert table.loc[("hotflip", "float32", "m"), ("d", 10)] == "20.0 ± 10.0 (2)"
-    assert table.loc[("gold", "float32", "m"), ("d", 10)] == "5.0 ± 0.0 (1)"
+    assert table.loc[("gold", "no attack", "m"), ("d", 10)] == "5.0 ± 0.0 (1)"
     assert table.loc[("hotflip", "bfloat16", "m"), ("d", 10)] == "20.0 ± 0.0 (1)"
     with pytest.raises(ValueError, match="not <passages>_N<n>"):
         poisoning_table(summaries.assign(variant="clean"))

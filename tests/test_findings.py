@@ -15,7 +15,9 @@ from robustir.experiments.findings import (
     findings_markdown,
     load_findings,
     save_findings,
+    summary_markdown,
 )
+from robustir.experiments.geometry import findings as geometry_findings
 from robustir.experiments.training import findings as training_findings
 
 NAN = math.nan
@@ -72,6 +74,19 @@ def test_findings_round_trip_through_the_store_and_render_one_row_each(tmp_path)
     assert len(table) == 2 + len(rows) and "a \\| b" in table[2]
 
 
+def test_summary_lists_every_saved_chapter_in_title_order_unabridged():
+    long_claim = "LLM-based retrievers lose less to typos than encoder-only ones, " * 3
+    saved = {"geometry": [Finding("g", "s", "r = 0.6", "none", "differs", "-")],
+             "effectiveness": [Finding(long_claim, "s", "0.6451", "0.645", "reproduced", "±0.002"),
+                               Finding("b", "s", "0.5", "none", "consistent", "-")]}
+    titles = {"effectiveness": "Clean effectiveness", "training": "Training", "geometry": "Geometry"}
+    lines = summary_markdown(saved, titles).splitlines()
+    assert lines[0] == "| chapter | the study's claim | ours | published | verdict |"
+    assert [line.split(" | ")[0] for line in lines[2:]] == [
+        "| Clean effectiveness", "| Clean effectiveness", "| Geometry"]  # no training row
+    assert long_claim.strip() in lines[2] and lines[4].endswith("| **differs** |")
+
+
 def _clean(scores: dict[tuple[str, str], float]) -> pd.DataFrame:
     return pd.DataFrame([{"model": m, "dataset": d, "nDCG@10": v} for (m, d), v in scores.items()])
 
@@ -95,3 +110,26 @@ def test_training_targets_not_run_are_not_measured_rather_than_missed():
     rows = training_findings(clean, {"scifact": (0.30, 0.50)}, full="ret",
                              depth_series=["ret_l10", "ret"], control="raw")
     assert rows[1].verdict == "missed"
+
+
+@pytest.mark.parametrize("r, p, verdict", [
+    (0.90, 0.01, "consistent"),   # higher average cosine, larger drop, significant
+    (-0.90, 0.01, "differs"),     # significant, but the other way
+    (0.62, 0.13, "differs"),      # the claim's direction, not significant
+])
+def test_geometry_uniformity_claim_needs_the_sign_and_the_significance(r, p, verdict):
+    grid = pd.DataFrame([{"stability_measure": "drop_rate", "dataset": "scifact", "variant": "mispelling",
+                          "metric": "average_cosine", "n": 7, "pearson_r": r, "pearson_p": p,
+                          "pearson_ci_low": r - 0.3, "pearson_ci_high": r + 0.1}])
+    (uniformity, _) = geometry_findings(grid, pd.DataFrame())
+    assert uniformity.verdict == verdict
+
+
+@pytest.mark.parametrize("rates, verdict", [
+    ((0.15, 0.12, 0.07), "consistent"),
+    ((0.12, 0.15, 0.07), "differs"),     # the build's pattern: 20 layers drop more than 10
+])
+def test_scaling_claim_needs_a_fall_at_every_step_up_in_depth(rates, verdict):
+    scaling = pd.DataFrame({"model": ["l10", "l20", "full"], "dataset": "scifact", "drop_rate": rates})
+    (_, scale) = geometry_findings(pd.DataFrame(), scaling, depth_series=("l10", "l20", "full"))
+    assert scale.verdict == verdict and "12.0%" in scale.ours

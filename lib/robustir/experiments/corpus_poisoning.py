@@ -52,6 +52,7 @@ from robustir.results import ResultStore, per_query_long
 
 __all__ = [
     "EXPERIMENT",
+    "NO_ATTACK",
     "PoisoningEvaluation",
     "evaluate_poisoning",
     "final_token_table",
@@ -293,6 +294,8 @@ def final_tokens(passages_file: str | Path, queries: Mapping[str, str], tokenize
             "queries_ending_alike": float(np.mean([e in finals for e in endings])) if endings else float("nan")}
 
 
+#: The ``attack_dtype`` of the baselines' rows in :func:`poisoning_table`.
+NO_ATTACK = "no attack"
 _VARIANT = r"^(?P<passages>.+)_N(?P<n_passages>\d+)(?:_(?P<attack_dtype>bfloat16|float16))?$"
 
 
@@ -309,7 +312,8 @@ def poisoning_table(
         digits: Decimals of the formatted cells.
 
     Returns:
-        Rows ``(passages, attack_dtype, model)``, columns ``(dataset, N)``, cells
+        Rows ``(passages, attack_dtype, model)`` (``attack_dtype`` is :data:`NO_ATTACK` for
+        the gold and query-text baselines), columns ``(dataset, N)``, cells
         ``"mean ± std (seeds)"`` with the std over seeds with ddof = 0, as the study.
 
     Raises:
@@ -322,7 +326,9 @@ def poisoning_table(
         bad = summaries.loc[parts["passages"].isna(), "variant"].iloc[0]
         raise ValueError(f"variant {bad!r} is not <passages>_N<n>[_bfloat16]")
     frame = pd.concat([summaries[["model", "dataset", "seed"]], parts], axis=1)
-    frame["attack_dtype"] = frame["attack_dtype"].fillna("float32")
+    # a baseline's passages are not optimised: no attack precision to name
+    frame["attack_dtype"] = frame["attack_dtype"].fillna("float32").where(
+        frame["passages"] == "hotflip", NO_ATTACK)
     frame["N"] = frame.pop("n_passages").astype(int)
     frame["value"] = summaries[measure].astype(float) * scale
     grouped = frame.groupby(["passages", "attack_dtype", "model", "dataset", "N"])["value"]

@@ -38,6 +38,7 @@ __all__ = [
     "lookup",
     "mapping_text",
     "present",
+    "summary_markdown",
     "save_findings",
 ]
 
@@ -133,16 +134,32 @@ def _escape(text: str) -> str:
     return str(text).replace("|", "\\|").replace("\n", " ")
 
 
+def _markdown_table(header: Sequence[str], rows: Iterable[Sequence[str]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
+    lines += ["| " + " | ".join(_escape(v) for v in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
 def findings_markdown(findings: Sequence[Finding]) -> str:
     """The findings box's content: a Markdown table, one row per claim, verdict last."""
     if not findings:
         raise ValueError("a findings box needs at least one finding")
-    lines = ["| the study's claim | what this book can show | ours | published | verdict |",
-             "| --- | --- | --- | --- | --- |"]
-    for f in findings:
-        lines.append("| " + " | ".join(_escape(v) for v in (f.claim, f.scope, f.ours, f.published,
-                                                             f"**{f.verdict}** ({f.rule})")) + " |")
-    return "\n".join(lines)
+    return _markdown_table(
+        ("the study's claim", "what this book can show", "ours", "published", "verdict"),
+        ((f.claim, f.scope, f.ours, f.published, f"**{f.verdict}** ({f.rule})") for f in findings))
+
+
+def summary_markdown(saved: Mapping[str, Sequence[Finding]], titles: Mapping[str, str]) -> str:
+    """The one-screen summary: every chapter's findings in one Markdown table, unabridged.
+
+    Args:
+        saved: Findings by chapter (:func:`load_findings`).
+        titles: Chapter key → title, in display order; chapters not in ``saved`` are skipped.
+    """
+    return _markdown_table(
+        ("chapter", "the study's claim", "ours", "published", "verdict"),
+        ((title, f.claim, f.ours, f.published, f"**{f.verdict}**")
+         for chapter, title in titles.items() for f in saved.get(chapter, ())))
 
 
 def format_number(value: float, digits: int = 3) -> str:

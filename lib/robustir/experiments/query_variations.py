@@ -378,7 +378,8 @@ def findings(table: pd.DataFrame, *, llm: str = "smollm2_ret", encoder: str = "m
         low = first["drop_rate_ci_low"] - second["drop_rate_ci_high"]
         high = first["drop_rate_ci_high"] - second["drop_rate_ci_low"]
         verdict = compare_direction(difference, expected_sign=expected_sign)
-        excludes = "excludes" if low * high > 0 else "includes"
+        significance = ("excludes 0" if low * high > 0
+                        else "includes 0: the sign is not significant")
         return Finding(
             claim=claim,
             scope=f"our trained decoder retriever vs MiniLM on {dataset}, {int(first['n_seeds'])} "
@@ -387,8 +388,8 @@ def findings(table: pd.DataFrame, *, llm: str = "smollm2_ret", encoder: str = "m
                  f"{display_name(encoder)} {format_number(100 * second['drop_rate_mean'], 1)}%",
             published="none released (the study shows drop rates only as a figure)",
             verdict=verdict,
-            rule=f"sign of the difference; its interval [{100 * low:.1f}, {100 * high:.1f}] points "
-                 f"{excludes} 0")
+            rule=f"sign of the difference, {100 * difference:+.1f} percentage points; its "
+                 f"conservative 95% interval [{100 * low:.1f}, {100 * high:.1f}] {significance}")
     return [
         compare("mispelling", -1, "LLM-based retrievers lose less to typos than encoder-only "
                                   "baselines"),
