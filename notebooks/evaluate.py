@@ -36,6 +36,7 @@ output = "results"  # results-store root
 
 # %%
 import logging
+from pathlib import Path
 
 import matplotlib.pyplot as plt
 import pandas as pd
@@ -54,10 +55,10 @@ result = evaluate(
     max_length=max_length, dtype=dtype, device=device, data_root=data_root,
     cache=EmbeddingCache(cache_dir), progress=False,
 )
-entry = result.write(output)
+entry = Path(result.write(output)).resolve().relative_to(Path(output).resolve())
 print(f"{spec.display_name} on {result.params['dataset']}/{split}: "
       f"{result.summary['n_queries']} queries in {result.summary['elapsed_s']:.0f} s; "
-      f"written to {entry}")
+      f"written to the results store as {entry.as_posix()}")  # no machine path on the page
 if not spec.retrieval_trained:
     print(f"Note: {spec.display_name} is {spec.note}.")
 

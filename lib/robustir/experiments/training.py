@@ -816,11 +816,12 @@ def findings(clean: "pd.DataFrame", targets: Mapping[str, Sequence[float]], *, f
         published="our target",
         verdict=("not measured" if any(math.isnan(v) for v in scores.values())
                  else "goal met" if monotone else "missed"),
-        rule="nDCG@10 rises at every step up in depth"))
+        rule="met only if nDCG@10 rises at every step up in depth"))
     ours, lexical = (lookup(clean, "nDCG@10", model=m, dataset=first) for m in (full, baseline))
     rows.append(Finding(
         claim=f"Stretch: {display_name(full)} beats {display_name(baseline)} on {first}",
         scope="the lexical baseline is strong on SciFact's scientific claims",
         ours=f"{format_number(ours, 4)} vs {format_number(lexical, 4)}",
-        published="our target", verdict=against_target(ours, lexical), rule="above the baseline"))
+        published="our target", verdict=against_target(ours, lexical),
+        rule="met only above the baseline"))
     return rows
