@@ -102,7 +102,9 @@ figure.tight_layout()
 #
 # Mean ± population std over seeds (percent), the 95% query-bootstrap interval of the
 # seed-mean drop rate, and the share of queries whose variant equals the original (averaged
-# over seeds). A family that leaves many queries unchanged has its drop rate diluted by them.
+# over seeds). A family that leaves many queries unchanged has its drop rate diluted by them;
+# "fall-backs per seed" counts, for each seed, the queries whose generator's filter rejected
+# every candidate (after resampling), so that the unchanged query stands in for the variant.
 
 # %%
 def percent(value: float) -> str:
@@ -125,6 +127,8 @@ report = pd.DataFrame({
                             zip(table["fraction_drop"], table["fraction_equal"], table["fraction_rise"])],
     "randomisation p": table["randomisation_p"].map(lambda p: f"{p:.2g}"),
     "Wilcoxon p": table["wilcoxon_p"].map(lambda p: f"{p:.2g}"),
+    # queries the generator's filter rejected after resampling, kept unchanged: "seed: count"
+    "fall-backs per seed": table["fallbacks_per_seed"].replace("", "–"),
 })
 report
 
