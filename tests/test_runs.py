@@ -318,3 +318,19 @@ def test_parallel_jobs_share_the_cores_without_overriding_the_user(monkeypatch):
     monkeypatch.delenv("OMP_NUM_THREADS")
     runs._share_cores(16)
     assert os.environ["OMP_NUM_THREADS"] == "1"
+
+
+def test_an_aggregate_reruns_when_the_library_changes_and_only_then(tmp_path, monkeypatch):
+    import robustir.runs as runs
+
+    path = _grid_file(tmp_path, models=["bm25"], variants={"clean": {"family": "clean"}}, seeds=[1])
+    raw = yaml.safe_load(path.read_text())
+    raw["aggregates"] = [{"notebook": str(FIXTURES / "tiny_summary.py"), "parameters": {}}]
+    path.write_text(yaml.safe_dump(raw, sort_keys=False))
+    grid = load_grid(path)
+    run_grid(grid, workers=1)
+    assert runs.run_aggregates(grid) == ["tiny_summary"]
+    assert runs.run_aggregates(grid) == []  # nothing changed
+    # same version number, other library code (a verdict rule edited between two commits)
+    monkeypatch.setattr(runs, "library_sha", lambda: "0" * 64)
+    assert runs.run_aggregates(grid) == ["tiny_summary"]

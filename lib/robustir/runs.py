@@ -65,6 +65,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import dataclasses
+import functools
 import hashlib
 import itertools
 import json
@@ -905,12 +906,28 @@ def store_fingerprint(store: ResultStore) -> str:
     return params_hash({"entries": listing})
 
 
+@functools.cache
+def library_sha() -> str:
+    """SHA-256 of the ``robustir`` package's Python sources, in path order.
+
+    Part of an aggregate's key: a change to the library (a verdict rule, a table's layout)
+    re-executes the aggregates, which a version number alone, unchanged between commits, would
+    not.
+    """
+    root = Path(robustir.__file__).parent
+    digest = hashlib.sha256()
+    for path in sorted(root.rglob("*.py")):
+        digest.update(path.relative_to(root).as_posix().encode("utf-8") + b"\0")
+        digest.update(path.read_bytes())
+    return digest.hexdigest()
+
+
 def run_aggregates(grid: Grid, *, force: bool = False,
                    only: Iterable[str] | None = None) -> list[str]:
     """Execute the grid's aggregate notebooks whose inputs changed since their last execution.
 
-    An aggregate's key combines its source hash, its parameters and :func:`store_fingerprint`;
-    it is kept beside the executed notebook as ``<stem>.json``.
+    An aggregate's key combines its source hash, its parameters, :func:`store_fingerprint` and
+    :func:`library_sha`; it is kept beside the executed notebook as ``<stem>.json``.
 
     Args:
         grid: From :func:`load_grid`.
@@ -931,7 +948,8 @@ def run_aggregates(grid: Grid, *, force: bool = False,
         record_path = output.with_suffix(".json")
         key = params_hash({"notebook_sha": aggregate.notebook_sha,
                            "parameters": dict(aggregate.parameters),
-                           "store": fingerprint, "robustir": robustir.__version__})
+                           "store": fingerprint, "robustir": robustir.__version__,
+                           "library": library_sha()})
         try:
             current = json.loads(record_path.read_text(encoding="utf-8")).get("key")
         except (OSError, json.JSONDecodeError):
