@@ -36,13 +36,17 @@ measure = "ASR@20"  # the study reports ASR@20
 n_passages = [10, 50]  # the N shown (the study: 10 and 50)
 
 # %%
+import matplotlib.pyplot as plt
 from IPython.display import Markdown
 from myst_nb import glue
 
+from robustir import plots
 from robustir.experiments import corpus_poisoning
 from robustir.experiments.corpus_poisoning import final_token_table, poisoning_table, summarise
 from robustir.experiments.findings import findings_markdown, save_findings
+from robustir.models import display_name
 
+plots.apply_theme()
 shown = summarise(output, n_passages=n_passages)
 findings = corpus_poisoning.findings(shown, measure=measure)
 save_findings(output, "corpus_poisoning", findings)
@@ -63,9 +67,29 @@ table.xs("hotflip", level="passages") if has_hotflip else table.iloc[:0]
 # ## What the optimisation adds
 #
 # The same measure for the passages HotFlip starts from (`gold`) and for passages made of the
-# clusters' training queries (`query_text`), beside the optimised ones.
+# clusters' training queries (`query_text`), beside the optimised ones. Bars: the seed mean in
+# percent; error bars: the population standard deviation over seeds. Each seed clusters the
+# attacker's queries anew and starts from other gold passages, so the spread over seeds is the
+# spread of the attack's set-up as well as of its optimisation. The set-up also depends on the
+# last bits of the attacker queries' bfloat16 embeddings, which change with the number of CPU
+# threads: the same seed run with other threads can cluster differently and land elsewhere.
 
 # %%
+bars = shown.assign(
+    passages=shown["variant"].str.replace(r"_N\d+", "", regex=True).str.replace("_", " "),
+    percent=100 * shown[measure],
+).groupby(["dataset", "n_passages", "passages", "model"])["percent"].agg(
+    mean="mean", std=lambda seeds: seeds.std(ddof=0)).reset_index()
+panels = list(bars.groupby(["dataset", "n_passages"]))
+if panels:
+    kinds = sorted(set(bars["passages"]), key=lambda kind: (not kind.startswith("gold"),
+                                                             kind.startswith("hotflip"), kind))
+    figure, axes = plt.subplots(1, len(panels), figsize=(6.5 * len(panels), 3.4), squeeze=False)
+    for axis, ((dataset, n), rows) in zip(axes[0], panels):
+        plots.bar_chart(rows, x="passages", y="mean", hue="model", error="std", x_order=kinds,
+                        labels={m: display_name(m) for m in rows["model"]}, ax=axis)
+        axis.set(title=f"{dataset}, N = {n}", ylabel=f"{measure} (%)", xlabel="")
+    figure.tight_layout()
 table
 
 # %% [markdown]

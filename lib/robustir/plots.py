@@ -128,7 +128,9 @@ def bar_chart(
                yerr=rows[error] if error else None, capsize=2, edgecolor="white", linewidth=0.5)
     ax.set_xticks(positions, x_order)
     ax.axhline(0, color="black", linewidth=0.6)
-    ax.legend(fontsize=7, ncol=min(4, len(hue_order)), frameon=False)
+    # below the axes: inside, a legend of many systems covers the tallest bars
+    ax.legend(fontsize=7, ncol=min(4, len(hue_order)), frameon=False, loc="upper center",
+              bbox_to_anchor=(0.5, -0.12))
     return ax
 
 
