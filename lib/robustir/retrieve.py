@@ -184,5 +184,5 @@ class BM25Index:
         found, scores = self._index.retrieve(tokens, k=k, show_progress=self.progress)
         run: Run = {}
         for qid, row_found, row_scores in zip(qids, found, scores):
-            run[qid] = {self.doc_ids[j]: float(s) for j, s in zip(row_found, row_scores)}
+            run[qid] = {self.doc_ids[j]: s for j, s in zip(row_found.tolist(), row_scores.tolist())}
         return run
