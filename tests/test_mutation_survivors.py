@@ -378,7 +378,9 @@ def test_family_status_passes_the_build_options_and_names_the_family(loud_family
 
     assert family_status("shout", device="meta") == FamilyStatus("loud", True, "")
     assert family_status("shout") == FamilyStatus("loud", False, "needs the device 'meta', not 'cpu'")
-    assert FamilyUnavailable("loud", "why").family == "loud"
+    unavailable = FamilyUnavailable("loud", "why")
+    assert (unavailable.family, unavailable.reason) == ("loud", "why")
+    assert str(unavailable) == "query-variation family 'loud' is unavailable: why"
 
 
 def test_a_plain_generator_does_not_rehearse():
@@ -416,6 +418,27 @@ def test_a_blank_line_in_a_variant_file_is_skipped_not_the_end(tmp_path):
         VariationSet.load(path)
     assert str(error.value) == (f"{path}:1: field 'text' missing or not a str; regenerate the file "
                                 "with `robustir vary`")
+
+
+def test_a_variant_file_is_read_as_utf8_under_an_ascii_locale(tmp_path):
+    """The file and its sidecar are UTF-8; a process whose locale encoding is ASCII (C locale,
+    UTF-8 mode off) must still read them, as it must under Windows' cp1252."""
+    import os
+    import subprocess
+    import sys
+
+    from robustir.perturb import VariationSet
+
+    path = tmp_path / "variants.jsonl"
+    _one_variation_set({"note": "naïve"}).save(path)
+    assert VariationSet.load(path).provenance == {"note": "naïve"}
+    read = ("import sys; from robustir.perturb import VariationSet; s = VariationSet.load(sys.argv[1]); "
+            "print(ascii(s.variations['q1'].text), ascii(s.provenance['note']))")
+    env = {**os.environ, "LC_ALL": "C", "PYTHONUTF8": "0", "PYTHONCOERCECLOCALE": "0",
+           "PYTHONPATH": os.pathsep.join(sys.path)}
+    done = subprocess.run([sys.executable, "-c", read, str(path)], env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["'caf\\xe9", "au", "lait'", "'na\\xefve'"]
 
 
 # -- perturb/synonyms.py ---------------------------------------------------------------------------
