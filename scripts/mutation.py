@@ -14,8 +14,10 @@ diff. Two modules of ``perturb/`` are left out, each for a reason:
   The behaviour tests of ``tests/test_llm_paraphrase.py`` cover them in the ordinary suite.
 
 Survivors that no test can tell from the code (equivalent mutants) are listed with a one-line
-reason in ``scripts/mutation_equivalents.toml``; the report gives the raw ratio, killed / run,
-and the net one, killed / (run − equivalent), and lists the unexplained survivors apart. An
+reason in ``scripts/mutation_equivalents.toml``, and so are the few that a test kills in a
+subprocess (mutmut switches a mutant on in its own process only; each was checked by applying
+the mutation by hand). The report gives the raw ratio, killed / run, and the net one,
+(killed + killed outside) / (run − equivalent), and lists the unexplained survivors apart. An
 entry that a run finds killed, or that names no mutant of the run, is reported as stale.
 
 mutmut 3 derives module names from file paths and knows only the ``src/`` layout, so the
@@ -133,9 +135,11 @@ def mutmut(*arguments: str, capture: bool = False) -> subprocess.CompletedProces
                           text=True, capture_output=capture, check=False)
 
 
-def equivalent_mutants() -> dict[str, str]:
-    """``{mutant name: why no test can kill it}`` from ``mutation_equivalents.toml``."""
-    return tomllib.loads(EQUIVALENTS.read_text(encoding="utf-8"))["equivalent"]
+def explained_survivors() -> tuple[dict[str, str], dict[str, str]]:
+    """From ``mutation_equivalents.toml``: ``{mutant: why no test can kill it}`` (equivalent)
+    and ``{mutant: the test that kills it where mutmut cannot see}`` (killed outside mutmut)."""
+    table = tomllib.loads(EQUIVALENTS.read_text(encoding="utf-8"))
+    return table["equivalent"], table.get("killed_outside_mutmut", {})
 
 
 def mutant_statuses(patterns: list[str]) -> dict[str, str]:
@@ -149,29 +153,38 @@ def mutant_statuses(patterns: list[str]) -> dict[str, str]:
     return statuses
 
 
-def report(statuses: dict[str, str], equivalent: dict[str, str], patterns: list[str]) -> None:
-    """Print the unexplained survivors' diffs, then the raw and net kill ratios and the lists."""
+def report(statuses: dict[str, str], equivalent: dict[str, str], outside: dict[str, str],
+           patterns: list[str]) -> None:
+    """Print the unexplained survivors' diffs, then the raw and net kill ratios and the lists.
+
+    The net ratio leaves the equivalent mutants out and counts those killed outside mutmut
+    (by a test in a subprocess, where mutmut does not switch the mutant on) as killed.
+    """
     counts = Counter(statuses.values())
     run = sum(n for status, n in counts.items() if status not in NOT_RUN)
     killed = sum(counts[status] for status in KILLED)
     survivors = sorted(n for n, status in statuses.items() if status not in KILLED + NOT_RUN)
     explained = [n for n in survivors if n in equivalent]
-    unexplained = [n for n in survivors if n not in equivalent]
-    # listed as equivalent, yet killed, or no longer a mutant (its function's code changed)
-    stale = sorted(n for n in equivalent if any(fnmatch.fnmatch(n, p) for p in patterns)
+    killed_outside = [n for n in survivors if n in outside]
+    unexplained = [n for n in survivors if n not in equivalent and n not in outside]
+    # listed, yet killed, or no longer a mutant (its function's code changed)
+    stale = sorted(n for n in {**equivalent, **outside} if any(fnmatch.fnmatch(n, p) for p in patterns)
                    and statuses.get(n, "absent") not in ("survived", *NOT_RUN))
     for name in unexplained:
         print(mutmut("show", name, capture=True).stdout)
-    net = run - len(explained)
+    net, net_killed = run - len(explained), killed + len(killed_outside)
     print(f"mutation: {dict(counts)}")
     print(f"mutation: {killed} of {run} mutants killed ({100 * killed / max(run, 1):.1f}%); net of "
-          f"{len(explained)} equivalent, {killed} of {net} ({100 * killed / max(net, 1):.1f}%)")
+          f"{len(explained)} equivalent and with {len(killed_outside)} killed outside mutmut, "
+          f"{net_killed} of {net} ({100 * net_killed / max(net, 1):.1f}%)")
     print(f"mutation: {len(unexplained)} unexplained survivors:")
     for name in unexplained:
         print(f"  {name}: {statuses[name]}")
-    print(f"mutation: {len(explained)} equivalent survivors ({EQUIVALENTS.name}):")
-    for name in explained:
-        print(f"  {name}: {equivalent[name]}")
+    for title, names, reasons in (("equivalent survivors", explained, equivalent),
+                                  ("survivors killed outside mutmut", killed_outside, outside)):
+        print(f"mutation: {len(names)} {title} ({EQUIVALENTS.name}):")
+        for name in names:
+            print(f"  {name}: {reasons[name]}")
     if stale:
         print(f"mutation: {len(stale)} stale entries of {EQUIVALENTS.name} (killed, or not a mutant "
               "of this run any more: re-check them with `mutmut show`):")
@@ -188,7 +201,7 @@ def main(arguments: list[str]) -> int:
         if mutmut("run", "--max-children", children, *patterns).returncode != 0:
             print("mutation: mutmut run failed", file=sys.stderr)
             return 1
-    report(mutant_statuses(patterns), equivalent_mutants(), patterns)
+    report(mutant_statuses(patterns), *explained_survivors(), patterns)
     return 0
 
 

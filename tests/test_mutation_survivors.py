@@ -422,15 +422,21 @@ def test_a_blank_line_in_a_variant_file_is_skipped_not_the_end(tmp_path):
 
 def test_a_variant_file_is_read_as_utf8_under_an_ascii_locale(tmp_path):
     """The file and its sidecar are UTF-8; a process whose locale encoding is ASCII (C locale,
-    UTF-8 mode off) must still read them, as it must under Windows' cp1252."""
+    UTF-8 mode off) must still read them, as it must under Windows' cp1252. The sidecar is
+    rewritten unescaped, as an editor would save it."""
     import os
     import subprocess
     import sys
 
     from robustir.perturb import VariationSet
+    from robustir.perturb.variation import provenance_path
 
     path = tmp_path / "variants.jsonl"
     _one_variation_set({"note": "naïve"}).save(path)
+    sidecar = provenance_path(path)
+    sidecar.write_text(json.dumps(json.loads(sidecar.read_text(encoding="utf-8")), ensure_ascii=False),
+                       encoding="utf-8")
+    assert "naïve" in sidecar.read_text(encoding="utf-8")
     assert VariationSet.load(path).provenance == {"note": "naïve"}
     read = ("import sys; from robustir.perturb import VariationSet; s = VariationSet.load(sys.argv[1]); "
             "print(ascii(s.variations['q1'].text), ascii(s.provenance['note']))")
@@ -598,3 +604,56 @@ def test_the_head_pools_the_spec_layer_after_the_prompt():
     spec = dataclasses.replace(get_model_spec("minilm"), layer=1, pooling="prompt_mean", normalize=True)
     vector = Encoder._head(output, torch.ones(1, 3, dtype=torch.long), spec, 1)
     np.testing.assert_allclose(vector.numpy(), [[3 / 10**0.5, 1 / 10**0.5]], rtol=1e-6)
+
+
+# -- third run: metrics/__init__.py, stats/resampling.py, perturb/synonyms.py, llm_paraphrase.py --
+
+
+def test_a_run_and_qrels_without_a_common_query_are_refused_with_three_ids_of_each():
+    from robustir.metrics import per_query_metrics
+
+    qrels = {f"q{i}": {"d": 1} for i in range(1, 5)}
+    run = {f"q{i}": {"d": 1.0} for i in range(5, 9)}
+    with pytest.raises(ValueError) as refused:
+        per_query_metrics(qrels, run, ["nDCG@10"])
+    assert str(refused.value) == (
+        "no query in common: the run has hits for 4 queries, the qrels judge 4, and no query id "
+        "is in both (run e.g. ['q5', 'q6', 'q7'], qrels e.g. ['q1', 'q2', 'q3']); check that both "
+        "use the same query ids")
+
+
+@pytest.mark.parametrize("as_text", ["clean", "perturbed"])
+def test_scores_given_as_text_are_read_as_numbers(as_text):
+    """Per-query scores read from a CSV without conversion (strings) give the numbers' results."""
+    clean, perturbed = np.array([0.5, 0.25, 1.0, 0.75]), np.array([[0.25, 0.25, 0.5, 1.0]])
+    text = {"clean": clean.astype(str), "perturbed": perturbed.astype(str)}
+    given = {"clean": clean, "perturbed": perturbed, as_text: text[as_text]}
+    expected = paired_randomisation_test(clean, perturbed, rng=np.random.default_rng(3), n_resamples=200)
+    assert paired_randomisation_test(given["clean"], given["perturbed"], rng=np.random.default_rng(3),
+                                     n_resamples=200) == expected
+    _, interval = bootstrap_drop_rates(given["clean"], given["perturbed"], rng=np.random.default_rng(0),
+                                       n_resamples=50)
+    _, reference = bootstrap_drop_rates(clean, perturbed, rng=np.random.default_rng(0), n_resamples=50)
+    assert interval == reference
+
+
+def test_a_window_wider_than_the_query_is_the_whole_query():
+    """TextAttack's rule near the ends: the window never reaches outside the query's words."""
+    from robustir.perturb.synonyms import text_window
+    from robustir.perturb.words import query_words
+
+    text = "aspirin lowers stroke risk"
+    words = query_words(text)
+    assert text_window(words, text, 0, 15) == text  # clamped at the start
+    assert text_window(words, text, 3, 5) == text  # clamped at the end, starting at word 0
+    assert text_window(words, text, 3, 3) == "lowers stroke risk"
+
+
+def test_a_candidate_loses_single_quotes_and_backticks_and_keeps_other_letters():
+    from robustir.perturb.llm_paraphrase import clean_candidate
+
+    assert clean_candidate("'Aspirin prevents strokes.'") == "Aspirin prevents strokes."
+    assert clean_candidate("`Aspirin prevents strokes`") == "Aspirin prevents strokes"
+    assert clean_candidate("''") == "" and clean_candidate("\"'x'\"") == "x"
+    assert clean_candidate("X-rays expose X") == "X-rays expose X"
+    assert clean_candidate("First line\nsecond line\nthird line") == "First line"
