@@ -1,7 +1,16 @@
-"""Hand cases that kill the mutants ``make mutation`` found alive in the stability measures and
-the query-level resampling: exact error messages, boundaries and the fields of the results."""
+"""Hand cases that kill the mutants ``make mutation`` found alive: exact error messages,
+boundaries, the fields of the results, and inputs that tell a mutant from the code (unsigned
+ranks, resamples with a zero clean mean, lists of unequal length). The survivors that no input
+can tell from the code are listed with their reasons in ``scripts/mutation_equivalents.toml``."""
 
 from __future__ import annotations
+
+import json
+import logging
+import random
+import warnings
+from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pandas as pd
@@ -16,7 +25,12 @@ from robustir.metrics.stability import (
     rank_biased_overlap,
     rank_stability,
 )
-from robustir.stats.resampling import paired_randomisation_test, paired_tests, wilcoxon_test
+from robustir.stats.resampling import (
+    bootstrap_drop_rates,
+    paired_randomisation_test,
+    paired_tests,
+    wilcoxon_test,
+)
 
 # -- metrics/stability.py -------------------------------------------------------------------------
 
@@ -222,3 +236,424 @@ def test_the_per_query_stream_is_pinned():
     digest = hashlib.sha256("27\x1ftoy\x1fq4".encode()).digest()
     expected = random.Random(int.from_bytes(digest[:8], byteorder="big"))
     assert query_rng(27, "toy", "q4").random() == expected.random()
+
+
+def test_wilcoxon_of_one_query_and_resampling_of_none():
+    """One non-zero difference: W+ = 0, W− = 1, so W = 0 and the exact two-sided p is
+    2 · P(W ≤ 0) = 2 · 1/2 = 1. No query at all is an error, whatever the test."""
+    assert wilcoxon_test([0.5], [0.25]) == wilcoxon_test([0.5], [0.75])
+    test = wilcoxon_test([0.5], [0.25])
+    assert (test.statistic, test.p_value, test.n_queries) == (0.0, 1.0, 1)
+    with pytest.raises(ValueError) as error:
+        bootstrap_drop_rates([], np.empty((1, 0)), rng=np.random.default_rng(0))
+    assert str(error.value) == "no queries to resample"
+
+
+def test_bootstrap_draws_exactly_the_resamples_asked_for():
+    clean = np.linspace(0.2, 0.9, 12)
+    perturbed = (clean - 0.05)[None, :]
+    per_seed, mean = bootstrap_drop_rates(clean, perturbed, rng=np.random.default_rng(1))
+    assert per_seed[0].n_resamples == mean.n_resamples == 1000  # the default B
+    # B = 250 is not a multiple of the 200-resample chunks
+    _, mean = bootstrap_drop_rates(clean, perturbed, rng=np.random.default_rng(1), n_resamples=250)
+    assert mean.n_resamples == 250 and isinstance(mean.n_resamples, int)
+
+
+def test_resamples_with_a_zero_clean_mean_are_left_out_quietly_and_logged(caplog):
+    """Queries with clean scores (0, 1): a resample that draws only the first query has a clean
+    mean of 0 (about a quarter of them), where seed 1's drop rate would be −0.5/0 and seed 2's
+    0/0. Those resamples are dropped for every seed without a numpy warning, and the log says
+    how many of the B were dropped."""
+    clean = np.array([0.0, 1.0])
+    perturbed = np.array([[0.5, 1.0], [0.0, 0.5]])
+    with warnings.catch_warnings(), caplog.at_level(logging.WARNING, "robustir.stats.resampling"):
+        warnings.simplefilter("error")
+        per_seed, mean = bootstrap_drop_rates(clean, perturbed, rng=np.random.default_rng(3))
+    dropped = 1000 - mean.n_resamples
+    assert 150 < dropped < 350  # binomial(1000, 1/4)
+    assert [r.n_resamples for r in per_seed] == [mean.n_resamples] * 2
+    assert all(np.isfinite([r.low, r.high]).all() for r in [*per_seed, mean])
+    assert [r.getMessage() for r in caplog.records] == [
+        f"{dropped} of 1000 resamples have a zero clean mean and are left out"]
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, "robustir.stats.resampling"):
+        bootstrap_drop_rates([0.5, 1.0], [[0.5, 0.5]], rng=np.random.default_rng(3))
+    assert caplog.records == []
+
+
+# -- metrics/stability.py (second run) -------------------------------------------------------------
+
+
+def test_rank_biased_overlap_of_lists_two_or_more_apart_in_length():
+    """Webber et al. eq. 32 with s = 1 or 2 and l = s + 2, p = 0.5 (so (1 − p)/p = 1).
+
+    S = (a), L = (a, b, c): X1 = X2 = X3 = 1; Σ X_d/d·p^d = 1/2 + 1/8 + 1/24; the tail
+    X_s·(d − s)/(s·d)·p^d adds 1/8 (d = 2) + 1/12 (d = 3); the last term is (0/3 + 1/1)·p³ = 1/8:
+    RBO_ext = 1, a list that agrees with the other's prefix is extrapolated as full agreement.
+    S = (a, x), L = (a, b, c, d): X_d = 1 for d = 1…4; Σ = 1/2 + 1/8 + 1/24 + 1/64 = 131/192;
+    tail 1/48 + 1/64 = 7/192; last term (0/4 + 1/2)·p⁴ = 6/192: RBO_ext = 144/192 = 0.75."""
+    assert rank_biased_overlap(["a"], ["a", "b", "c"], p=0.5) == pytest.approx(1.0)
+    assert rank_biased_overlap(["a", "x"], ["a", "b", "c", "d"], p=0.5) == pytest.approx(0.75)
+
+
+def test_kendall_tau_compares_unsigned_ranks_as_numbers():
+    """Ranks held as unsigned integers (1 − 2 wraps to 255 in uint8) still give τ = ±1."""
+    up = np.array([1, 2, 3], dtype=np.uint8)
+    assert kendall_tau_b(up, [1, 2, 3]) == 1.0 and kendall_tau_b([1, 2, 3], up) == 1.0
+    assert kendall_tau_b(up, [3, 2, 1]) == -1.0 and kendall_tau_b([3, 2, 1], up) == -1.0
+
+
+def test_kendall_tau_of_a_constant_list_is_nan_without_a_warning():
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert np.isnan(kendall_tau_b([1.0, 1.0], [1.0, 2.0]))
+        assert np.isnan(kendall_tau_b([], []))
+
+
+# -- metrics/__init__.py ---------------------------------------------------------------------------
+
+
+def test_every_cut_measure_needs_its_cutoff():
+    from robustir.metrics import per_query_metrics
+
+    for measure in ("nDCG", "Recall", "P"):
+        with pytest.raises(ValueError) as error:
+            per_query_metrics({"q": {"d": 1}}, {"q": {"d": 1.0}}, [measure])
+        assert str(error.value) == f"measure {measure!r} needs a cutoff, e.g. {measure}@10"
+
+
+def test_map_at_k_is_cut_and_map_is_not():
+    """Relevant r1 at rank 1 and r2 at rank 3 of 2 relevant: AP = (1/1 + 2/3)/2 = 5/6; cut at
+    rank 2, AP@2 = (1/1)/2 = 1/2 (trec_eval's map_cut divides by all relevant documents)."""
+    from robustir.metrics import per_query_metrics
+
+    run = {"q": {"r1": 0.9, "d": 0.8, "r2": 0.7}}
+    frame = per_query_metrics({"q": {"r1": 1, "r2": 1}}, run, ["MAP", "MAP@2"])
+    assert frame.loc["q", "MAP"] == pytest.approx(5 / 6)
+    assert frame.loc["q", "MAP@2"] == pytest.approx(0.5)
+    assert frame.index.name == "query_id"
+
+
+def test_a_query_without_judged_documents_leaves_an_empty_float_frame():
+    from robustir.metrics import per_query_metrics
+
+    frame = per_query_metrics({"q": {}, "z": {"d": 1}}, {"q": {"d": 1.0}}, ["nDCG@10", "MRR@10"])
+    assert frame.empty and list(frame.columns) == ["nDCG@10", "MRR@10"]
+    assert (frame.dtypes == np.float64).all()
+
+
+# -- perturb/variation.py and perturb/family.py (second run) ---------------------------------------
+
+
+@pytest.fixture
+def loud_family():
+    """A family whose key, display name and alias all differ in more than case, and whose
+    build needs the device "meta"; forgotten after the test."""
+    from robustir.perturb import FamilyUnavailable, register_family, variation
+
+    def build(*, encoder=None, device="cpu"):
+        if device != "meta":
+            raise FamilyUnavailable("loud", f"needs the device 'meta', not {device!r}")
+        return [], {"volume": 11}
+
+    register_family("loud", "Raised Voice", aliases=("Shout",))(build)
+    yield
+    variation.FAMILIES.pop("loud")
+    variation.FAMILY_NAMES.pop("loud")
+    for name in ("loud", "raised voice", "shout"):
+        variation._ALIASES.pop(name)
+
+
+def test_a_family_is_found_by_key_display_name_or_alias_and_built_with_them(loud_family):
+    from robustir.perturb import FAMILIES, build_family, resolve_family
+
+    assert [resolve_family(n) for n in ("LOUD", "raised VOICE", "shout")] == ["loud"] * 3
+    assert FAMILIES["loud"].aliases == ("Shout",)
+    family = build_family("Raised Voice", device="meta")
+    assert (family.key, family.display_name, family.generators) == ("loud", "Raised Voice", ())
+
+
+def test_family_status_passes_the_build_options_and_names_the_family(loud_family):
+    from robustir.perturb import FamilyStatus, FamilyUnavailable, family_status
+
+    assert family_status("shout", device="meta") == FamilyStatus("loud", True, "")
+    assert family_status("shout") == FamilyStatus("loud", False, "needs the device 'meta', not 'cpu'")
+    unavailable = FamilyUnavailable("loud", "why")
+    assert (unavailable.family, unavailable.reason) == ("loud", "why")
+    assert str(unavailable) == "query-variation family 'loud' is unavailable: why"
+
+
+def test_a_plain_generator_does_not_rehearse():
+    from robustir.perturb import QueryGenerator
+
+    with QueryGenerator().rehearsal() as rehearses:
+        assert rehearses is False
+
+
+def _one_variation_set(provenance: dict):
+    from robustir.perturb import QueryVariation, VariationSet
+
+    variation = QueryVariation("q1", "café au lait", "cafe au lait", "g", True)
+    return VariationSet({"q1": variation}, provenance)
+
+
+def test_a_variation_set_is_saved_in_new_folders_as_utf8_with_a_sorted_indented_sidecar(tmp_path):
+    path = tmp_path / "new" / "deeper" / "variants.jsonl"
+    sidecar = _one_variation_set({"seed": 5, "family": "x"}).save(path)
+    assert sidecar == tmp_path / "new" / "deeper" / "variants.provenance.json"
+    assert '"text": "café au lait"' in path.read_text(encoding="utf-8")
+    assert sidecar.read_text(encoding="utf-8") == '{\n  "family": "x",\n  "seed": 5\n}\n'
+
+
+def test_a_blank_line_in_a_variant_file_is_skipped_not_the_end(tmp_path):
+    from robustir.perturb import VariationSet
+
+    path = tmp_path / "variants.jsonl"
+    _one_variation_set({}).save(path)
+    record = {"_id": "q2", "text": "b", "original": "b", "generator": "g", "changed": False}
+    path.write_text(path.read_text(encoding="utf-8") + "\n" + json.dumps(record) + "\n", encoding="utf-8")
+    assert list(VariationSet.load(path).variations) == ["q1", "q2"]
+    path.write_text('{"_id": "q1"}\n', encoding="utf-8")
+    with pytest.raises(ValueError) as error:
+        VariationSet.load(path)
+    assert str(error.value) == (f"{path}:1: field 'text' missing or not a str; regenerate the file "
+                                "with `robustir vary`")
+
+
+def test_a_variant_file_is_read_as_utf8_under_an_ascii_locale(tmp_path):
+    """The file and its sidecar are UTF-8; a process whose locale encoding is ASCII (C locale,
+    UTF-8 mode off) must still read them, as it must under Windows' cp1252. The sidecar is
+    rewritten unescaped, as an editor would save it."""
+    import os
+    import subprocess
+    import sys
+
+    from robustir.perturb import VariationSet
+    from robustir.perturb.variation import provenance_path
+
+    path = tmp_path / "variants.jsonl"
+    _one_variation_set({"note": "naïve"}).save(path)
+    sidecar = provenance_path(path)
+    sidecar.write_text(json.dumps(json.loads(sidecar.read_text(encoding="utf-8")), ensure_ascii=False),
+                       encoding="utf-8")
+    assert "naïve" in sidecar.read_text(encoding="utf-8")
+    assert VariationSet.load(path).provenance == {"note": "naïve"}
+    read = ("import sys; from robustir.perturb import VariationSet; s = VariationSet.load(sys.argv[1]); "
+            "print(ascii(s.variations['q1'].text), ascii(s.provenance['note']))")
+    env = {**os.environ, "LC_ALL": "C", "PYTHONUTF8": "0", "PYTHONCOERCECLOCALE": "0",
+           "PYTHONPATH": os.pathsep.join(sys.path)}
+    done = subprocess.run([sys.executable, "-c", read, str(path)], env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["'caf\\xe9", "au", "lait'", "'na\\xefve'"]
+
+
+# -- perturb/synonyms.py ---------------------------------------------------------------------------
+
+
+def _toy_encoder():
+    """An encoder's vocabulary and input embeddings, at toy size: 'cell' (norm 5), 'tiny'
+    (norm 0.05) and 'void' (norm 0) are whole words; the others are not."""
+    import torch
+
+    vocabulary = {"[CLS]": 0, "cell": 1, "##ing": 2, "tiny": 3, "Upper": 4, "void": 5}
+    table = torch.tensor([[1.0, 1.0], [3.0, 4.0], [1.0, 0.0], [0.03, 0.04], [0.0, 1.0], [0.0, 0.0]])
+    return SimpleNamespace(tokenizer=SimpleNamespace(get_vocab=lambda: vocabulary),
+                           input_embeddings=torch.nn.Embedding.from_pretrained(table),
+                           spec=SimpleNamespace(hf_id="toy/words"))
+
+
+def test_word_vectors_of_an_encoder_are_unit_float32_rows_of_its_whole_words():
+    from robustir.perturb.synonyms import WordEmbedding
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        embedding = WordEmbedding.from_encoder(_toy_encoder())
+    assert embedding.words == ("cell", "tiny", "void")
+    assert embedding.vectors.dtype == np.float32
+    # (3, 4)/5 and (0.03, 0.04)/0.05 are both (0.6, 0.8); the zero row stays zero
+    np.testing.assert_allclose(embedding.vectors, [[0.6, 0.8], [0.6, 0.8], [0.0, 0.0]], rtol=1e-6)
+    assert embedding.source == "toy/words input embeddings (3 whole words)"
+
+
+def test_prepare_looks_up_the_lower_cased_words_of_the_queries_ahead():
+    from robustir.perturb.synonyms import EmbeddingNeighbourSwap, WordEmbedding
+
+    embedding = WordEmbedding(("cell", "cells", "growth"), np.eye(3, dtype=np.float32), "toy")
+    swap = EmbeddingNeighbourSwap(embedding)
+    swap.prepare(["Cell Growth"])
+    assert {word for word, _ in embedding._found} == {"cell", "growth"}
+
+
+def test_the_wordnet_swap_has_a_similarity_constraint_exactly_when_given_an_encoder():
+    from robustir.perturb.family import FamilyUnavailable
+    from robustir.perturb.synonyms import SentenceSimilarity, WordEmbedding, synonym_generators
+
+    embedding = WordEmbedding(("cell",), np.ones((1, 2), dtype=np.float32), "toy")
+    try:
+        _, constrained = synonym_generators(lambda texts: np.ones((len(texts), 2)), embedding)
+    except FamilyUnavailable as unavailable:
+        pytest.skip(unavailable.reason)
+    assert isinstance(constrained.post_constraint, SentenceSimilarity)
+    _, free = synonym_generators(None, embedding)
+    assert free.post_constraint is None
+
+
+# -- perturb/reorder.py, typos.py, augment.py ------------------------------------------------------
+
+
+def test_a_two_word_query_swaps_its_words():
+    from robustir.perturb.reorder import WordInnerSwap
+    from robustir.perturb.words import query_words
+
+    words = query_words("aspirin stroke")
+    assert WordInnerSwap().edits(words, 0, random.Random(0)) == [{0: "stroke", 1: "aspirin"}]
+    assert WordInnerSwap().edits(query_words("aspirin"), 0, random.Random(0)) == []
+
+
+def test_keyboard_neighbours_keep_the_case_of_the_key():
+    from robustir.perturb.typos import keyboard_neighbours
+
+    # the keys around "a" on a QWERTY keyboard
+    assert sorted(keyboard_neighbours("a")) == sorted("qwszx")
+    assert sorted(keyboard_neighbours("A")) == sorted("QWSZX")
+    assert keyboard_neighbours("7") == ""
+
+
+def test_a_neighbouring_swap_of_a_three_letter_word_can_swap_either_pair():
+    from robustir.perturb.typos import NeighbouringCharacterSwap
+
+    swap = NeighbouringCharacterSwap()
+    assert {swap.misspell("abc", random.Random(seed)) for seed in range(40)} == {"bac", "acb"}
+
+
+def test_a_key_without_neighbours_is_replaced_by_a_letter():
+    from robustir.perturb.typos import FixedQwertySubstitution
+
+    substitute = FixedQwertySubstitution()
+    replacements = {c for seed in range(60) for c in substitute.misspell("777", random.Random(seed))} - {"7"}
+    assert replacements and replacements <= set("abcdefghijklmnopqrstuvwxyz")
+
+
+def test_an_identity_edit_is_dropped_without_dropping_the_edits_after_it():
+    from robustir.perturb.augment import WordTransformation, augment
+
+    class EchoThenShout(WordTransformation):
+        """For each word, first the word itself (dropped), then its upper-cased form."""
+
+        name = "echo_then_shout"
+
+        def edits(self, words, index, rng):
+            return [{index: words[index].text}, {index: words[index].text.upper()}]
+
+    assert augment("aspirin", EchoThenShout(), random.Random(0)) == "ASPIRIN"
+
+
+def test_the_post_constraint_is_never_asked_about_no_candidates():
+    """Three candidate edits, all rejected: batches of 1 and 2 cover them, and no empty batch
+    follows (a sentence encoder would be run on nothing)."""
+    from robustir.perturb.augment import WordTransformation, augment
+
+    batches = []
+
+    def reject_all(original, candidates):
+        assert candidates, "the constraint was called with no candidates"
+        batches.append(len(candidates))
+        return [False] * len(candidates)
+
+    class Shout(WordTransformation):
+        name = "shout"
+        post_constraint = staticmethod(reject_all)
+
+        def edits(self, words, index, rng):
+            return [{index: words[index].text.upper()}]
+
+    assert augment("aspirin lowers stroke", Shout(), random.Random(0)) == "aspirin lowers stroke"
+    assert batches == [1, 2]
+
+
+# -- encode.py: pooling and the head ---------------------------------------------------------------
+
+
+def test_prompt_mean_pooling_without_a_prompt_length_is_the_plain_mean():
+    import torch
+
+    from robustir.encode import pool
+
+    hidden = torch.tensor([[[1.0, 0.0], [3.0, 2.0], [5.0, 4.0]]])
+    mask = torch.tensor([[1, 1, 1]])
+    assert pool(hidden, mask, "prompt_mean").tolist() == [[3.0, 2.0]]
+    assert pool(hidden, mask, "prompt_mean", prompt_length=2).tolist() == [[5.0, 4.0]]
+    with pytest.raises(ValueError) as error:
+        pool(hidden, torch.tensor([[0, 1, 1]]), "prompt_mean")
+    assert str(error.value) == "prompt_mean pooling needs right padding (protocol §1.4.3)"
+
+
+def test_the_head_pools_the_spec_layer_after_the_prompt():
+    """Three token states per layer; the spec pools layer 1 after a one-token prompt:
+    mean of (2, 2) and (4, 0) = (3, 1), normalised (3, 1)/√10."""
+    import dataclasses
+
+    import torch
+
+    from robustir.encode import Encoder
+    from robustir.models import get_model_spec
+
+    layer_1 = torch.tensor([[[9.0, 9.0], [2.0, 2.0], [4.0, 0.0]]])
+    output = SimpleNamespace(hidden_states=(torch.zeros(1, 3, 2), layer_1, torch.ones(1, 3, 2)),
+                             last_hidden_state=torch.ones(1, 3, 2))
+    spec = dataclasses.replace(get_model_spec("minilm"), layer=1, pooling="prompt_mean", normalize=True)
+    vector = Encoder._head(output, torch.ones(1, 3, dtype=torch.long), spec, 1)
+    np.testing.assert_allclose(vector.numpy(), [[3 / 10**0.5, 1 / 10**0.5]], rtol=1e-6)
+
+
+# -- third run: metrics/__init__.py, stats/resampling.py, perturb/synonyms.py, llm_paraphrase.py --
+
+
+def test_a_run_and_qrels_without_a_common_query_are_refused_with_three_ids_of_each():
+    from robustir.metrics import per_query_metrics
+
+    qrels = {f"q{i}": {"d": 1} for i in range(1, 5)}
+    run = {f"q{i}": {"d": 1.0} for i in range(5, 9)}
+    with pytest.raises(ValueError) as refused:
+        per_query_metrics(qrels, run, ["nDCG@10"])
+    assert str(refused.value) == (
+        "no query in common: the run has hits for 4 queries, the qrels judge 4, and no query id "
+        "is in both (run e.g. ['q5', 'q6', 'q7'], qrels e.g. ['q1', 'q2', 'q3']); check that both "
+        "use the same query ids")
+
+
+@pytest.mark.parametrize("as_text", ["clean", "perturbed"])
+def test_scores_given_as_text_are_read_as_numbers(as_text):
+    """Per-query scores read from a CSV without conversion (strings) give the numbers' results."""
+    clean, perturbed = np.array([0.5, 0.25, 1.0, 0.75]), np.array([[0.25, 0.25, 0.5, 1.0]])
+    text = {"clean": clean.astype(str), "perturbed": perturbed.astype(str)}
+    given = {"clean": clean, "perturbed": perturbed, as_text: text[as_text]}
+    expected = paired_randomisation_test(clean, perturbed, rng=np.random.default_rng(3), n_resamples=200)
+    assert paired_randomisation_test(given["clean"], given["perturbed"], rng=np.random.default_rng(3),
+                                     n_resamples=200) == expected
+    _, interval = bootstrap_drop_rates(given["clean"], given["perturbed"], rng=np.random.default_rng(0),
+                                       n_resamples=50)
+    _, reference = bootstrap_drop_rates(clean, perturbed, rng=np.random.default_rng(0), n_resamples=50)
+    assert interval == reference
+
+
+def test_a_window_wider_than_the_query_is_the_whole_query():
+    """TextAttack's rule near the ends: the window never reaches outside the query's words."""
+    from robustir.perturb.synonyms import text_window
+    from robustir.perturb.words import query_words
+
+    text = "aspirin lowers stroke risk"
+    words = query_words(text)
+    assert text_window(words, text, 0, 15) == text  # clamped at the start
+    assert text_window(words, text, 3, 5) == text  # clamped at the end, starting at word 0
+    assert text_window(words, text, 3, 3) == "lowers stroke risk"
+
+
+def test_a_candidate_loses_single_quotes_and_backticks_and_keeps_other_letters():
+    from robustir.perturb.llm_paraphrase import clean_candidate
+
+    assert clean_candidate("'Aspirin prevents strokes.'") == "Aspirin prevents strokes."
+    assert clean_candidate("`Aspirin prevents strokes`") == "Aspirin prevents strokes"
+    assert clean_candidate("''") == "" and clean_candidate("\"'x'\"") == "x"
+    assert clean_candidate("X-rays expose X") == "X-rays expose X"
+    assert clean_candidate("First line\nsecond line\nthird line") == "First line"
