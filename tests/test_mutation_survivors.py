@@ -657,3 +657,130 @@ def test_a_candidate_loses_single_quotes_and_backticks_and_keeps_other_letters()
     assert clean_candidate("''") == "" and clean_candidate("\"'x'\"") == "x"
     assert clean_candidate("X-rays expose X") == "X-rays expose X"
     assert clean_candidate("First line\nsecond line\nthird line") == "First line"
+
+
+def test_copy_key_is_the_lower_case_words_single_spaced():
+    from robustir.perturb.llm_paraphrase import copy_key
+
+    assert copy_key("Vitamin D, lowers  fracture-risk!") == "vitamin d lowers fracture risk"
+
+
+@pytest.mark.parametrize("field, value", [
+    ("top_p", 1.0), ("min_length_ratio", 0.0), ("max_length_ratio", 0.5), ("max_tries", 1),
+    ("batch_size", 1), ("dtype", "bfloat16"), ("dtype", "float32"),
+])
+def test_paraphrase_settings_accept_their_boundaries(field, value):
+    from robustir.perturb.llm_paraphrase import ParaphraseSettings
+
+    settings = ParaphraseSettings(**{field: value, **({"min_length_ratio": 0.5} if field == "max_length_ratio" else {})})
+    assert getattr(settings, field) == value
+
+
+@pytest.mark.parametrize("field, value, message", [
+    ("top_p", 0.0, "ParaphraseSettings.top_p must lie in (0, 1], got 0.0"),
+    ("min_length_ratio", 2.0, "ParaphraseSettings needs 0 <= min_length_ratio <= max_length_ratio, "
+                              "got 2.0 and 1.5"),
+    ("max_tries", True, "ParaphraseSettings.max_tries must be a positive integer, got True"),
+    ("max_tries", 2.0, "ParaphraseSettings.max_tries must be a positive integer, got 2.0"),
+    ("max_tries", 0, "ParaphraseSettings.max_tries must be a positive integer, got 0"),
+])
+def test_paraphrase_settings_refuse_with_the_field_and_value(field, value, message):
+    from robustir.perturb.llm_paraphrase import ParaphraseSettings
+
+    with pytest.raises(ValueError) as refused:
+        ParaphraseSettings(**{field: value})
+    assert str(refused.value) == message
+
+
+class _WordNetOfVersion:
+    def __init__(self, version: str):
+        self.version = version
+
+    def get_version(self) -> str:
+        return self.version
+
+
+def test_check_wordnet_accepts_3_0_and_names_the_family_and_the_problem_otherwise(monkeypatch):
+    from robustir.perturb import synonyms
+    from robustir.perturb.family import FamilyUnavailable
+
+    monkeypatch.setattr(synonyms, "english_wordnet", lambda: _WordNetOfVersion("3.0"))
+    assert synonyms.check_wordnet() is None
+    monkeypatch.setattr(synonyms, "english_wordnet", lambda: _WordNetOfVersion("3.1"))
+    with pytest.raises(FamilyUnavailable) as other:
+        synonyms.check_wordnet()
+    assert (other.value.family, other.value.reason) == ("synonym", "NLTK found WordNet 3.1; the study uses 3.0")
+
+    def missing():
+        raise LookupError("Resource wordnet not found")
+
+    monkeypatch.setattr(synonyms, "english_wordnet", missing)
+    with pytest.raises(FamilyUnavailable) as absent:
+        synonyms.check_wordnet()
+    assert absent.value.family == "synonym"
+    assert absent.value.reason == f"{synonyms._WORDNET_HELP} (Resource wordnet not found)"
+
+
+def test_synonym_generators_wrap_the_encoder_and_warn_only_without_one(monkeypatch, caplog):
+    from robustir.perturb import synonyms
+
+    monkeypatch.setattr(synonyms, "check_wordnet", lambda: None)  # checked by the test above
+    embedding = synonyms.WordEmbedding(("cell",), np.ones((1, 2), dtype=np.float32), "toy")
+
+    def encoder(texts):
+        return np.ones((len(texts), 2))
+
+    with caplog.at_level(logging.WARNING, logger=synonyms.__name__):
+        neighbours, constrained = synonyms.synonym_generators(encoder, embedding)
+    assert caplog.messages == []
+    assert neighbours.embedding is embedding
+    assert isinstance(constrained.post_constraint.encode, synonyms.RememberedSentences)
+    assert constrained.post_constraint.encode.encode is encoder
+    with caplog.at_level(logging.WARNING, logger=synonyms.__name__):
+        _, free = synonyms.synonym_generators(None, embedding)
+    assert free.post_constraint is None
+    assert caplog.messages == ["synonym family without a sentence-similarity constraint (a deviation)"]
+
+
+def test_a_replacement_takes_the_case_of_one_and_two_letter_words():
+    from robustir.perturb.synonyms import restore_case
+
+    assert restore_case("an", "A") == "An"  # one capital letter: capitalised, not upper case
+    assert restore_case("nation", "US") == "NATION"
+    assert restore_case("nation", "us") == "nation"
+
+
+def test_an_embedding_neighbour_at_exactly_the_minimum_cosine_is_kept():
+    from robustir.perturb.synonyms import EmbeddingNeighbourSwap
+    from robustir.perturb.words import query_words
+
+    class Neighbours:
+        def neighbours(self, word, count):
+            return [("rapid", 0.75), ("quick", 0.5), ("slow", 0.4999)]
+
+    swap = EmbeddingNeighbourSwap(Neighbours(), max_candidates=3, min_cos_sim=0.5)
+    assert swap.edits(query_words("Fast cars"), 0, random.Random(0)) == [{0: "Rapid"}, {0: "Quick"}]
+
+
+def test_the_family_sentence_encoder_is_the_one_given_else_minilm_on_the_device():
+    from robustir.perturb.variation import _minilm
+
+    given = object()
+    assert _minilm(given, "cpu") is given
+    encoder = _minilm(None, "cpu:0")
+    assert (encoder.spec.key, str(encoder.device), encoder.progress) == ("minilm", "cpu:0", False)
+
+
+def test_neighbours_never_include_the_word_and_keep_vocabulary_order_in_ties():
+    """A vocabulary no larger than the count asked for: every other word, best first; twenty
+    words tied at the same cosine come in vocabulary order, whatever numpy's sort algorithm."""
+    from robustir.perturb.synonyms import WordEmbedding
+
+    tied = tuple(f"w{i:02d}" for i in range(20))
+    vectors = np.array([[1.0, 0.0], [0.0, 1.0]] + [[0.6, 0.8]] * 20, dtype=np.float32)
+    embedding = WordEmbedding(("fast", "slow", *tied), vectors, "toy")
+    neighbours = embedding.neighbours("fast", 50)
+    assert [word for word, _ in neighbours] == [*tied, "slow"]
+    assert [cosine for _, cosine in neighbours] == pytest.approx([0.6] * 20 + [0.0])
+    # (which of the tied words make a cut through a tie is argpartition's choice)
+    assert [cosine for _, cosine in embedding.neighbours("slow", 3)] == pytest.approx([0.8] * 3)

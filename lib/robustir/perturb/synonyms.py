@@ -272,7 +272,8 @@ class WordEmbedding:
             rows = np.array([self._index[w] for w in batch])
             cosines = self.vectors[rows] @ self.vectors.T
             cosines[np.arange(len(batch)), rows] = -np.inf  # not a neighbour of itself
-            top = np.argpartition(-cosines, depth, axis=1)[:, :count]
+            # the `depth` best (never the word itself), in vocabulary order so that ties keep it
+            top = np.sort(np.argpartition(-cosines, depth, axis=1)[:, :depth], axis=1)
             for word, row, candidates in zip(batch, cosines, top):
                 candidates = candidates[np.argsort(-row[candidates], kind="stable")]
                 self._found[(word, count)] = [(self.words[i], float(row[i])) for i in candidates]
