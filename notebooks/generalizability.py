@@ -221,7 +221,7 @@ if n_models >= 2 and n_datasets >= 2:
 else:
     glue("own_best", "none (fewer than two systems or datasets)", display=False)
     print(
-        f"Skipping the query-level fit: the results store {output} has {n_models} system(s) "
+        f"Skipping the query-level fit: the results store has {n_models} system(s) "
         f"and {n_datasets} dataset(s) for experiment {experiment!r}, variant {variant!r}; a "
         "mixed model with datasets as a random effect needs at least two of each."
     )
