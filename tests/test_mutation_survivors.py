@@ -784,3 +784,99 @@ def test_neighbours_never_include_the_word_and_keep_vocabulary_order_in_ties():
     assert [cosine for _, cosine in neighbours] == pytest.approx([0.6] * 20 + [0.0])
     # (which of the tied words make a cut through a tie is argpartition's choice)
     assert [cosine for _, cosine in embedding.neighbours("slow", 3)] == pytest.approx([0.8] * 3)
+
+
+# -- fifth batch: perturb/variation.py's generation and provenance, synonyms' constraints ---------
+
+
+class _NumberedGenerator:
+    """Appends a number drawn from the query's RNG; empties the query "drop"."""
+
+    name = "numbered"
+    fell_back = False
+
+    def prepare(self, texts):
+        pass
+
+    def rehearsal(self):
+        import contextlib
+
+        return contextlib.nullcontext(False)
+
+    def __call__(self, text, rng):
+        number = rng.randrange(10**6)
+        return "" if text == "drop" else f"{text} {number}"
+
+
+def test_generated_variations_record_their_provenance_and_log_what_changed(caplog):
+    from robustir import __version__
+    from robustir.perturb.family import Family
+    from robustir.perturb.variation import GENERATORS_REVISION, generate_variations
+
+    family = Family("toy", "Toy Family", (_NumberedGenerator(),), {"p": 1})
+    with caplog.at_level(logging.INFO, logger="robustir.perturb.variation"):
+        result = generate_variations({"q1": "aspirin lowers risk", "q2": "drop"}, family, 5,
+                                     dataset="data-x")
+    assert result.provenance == {
+        "dataset": "data-x", "split": "test", "family": "toy", "family_display_name": "Toy Family",
+        "seed": 5, "rng_scope": "stream", "generators": ["numbered"],
+        "generators_revision": GENERATORS_REVISION, "parameters": {"p": 1},
+        "robustir_version": __version__, "n_queries": 2, "n_changed": 2, "unchanged_fraction": 0.0,
+        "n_empty": 1, "chosen_per_generator": {"numbered": 2},
+        "fallbacks_per_generator": {"numbered": 0},
+    }
+    assert caplog.messages == ["data-x/toy: 1 variants are empty (encoded as [PAD])",
+                               "data-x/toy seed 5: 2 of 2 queries changed"]
+
+
+def test_a_query_scoped_variant_comes_from_the_seed_the_dataset_and_the_query_id():
+    from robustir.perturb import query_rng
+    from robustir.perturb.family import Family
+    from robustir.perturb.variation import generate_variations
+
+    family = Family("toy", "Toy Family", (_NumberedGenerator(),), {})
+    queries = {"q1": "aspirin lowers risk", "q2": "statins lower cholesterol"}
+    result = generate_variations(queries, family, 5, dataset="data-x", rng_scope="query")
+    for query_id, text in queries.items():
+        expected = f"{text} {query_rng(5, 'data-x', query_id).randrange(10**6)}"
+        assert result.variations[query_id].text == expected
+
+
+def test_bad_queries_are_refused_with_their_id_and_what_to_do():
+    from robustir.perturb.variation import generate_variations
+
+    with pytest.raises(TypeError) as not_text:
+        generate_variations({"q1": 7}, "ordering", 5, dataset="d")
+    assert str(not_text.value) == "query 'q1': text must be a string, got int"
+    with pytest.raises(ValueError) as empty:
+        generate_variations({"q1": "  "}, "ordering", 5, dataset="d")
+    assert str(empty.value) == ("query 'q1' is empty; remove it from the query set or give it text "
+                                "before generating variations")
+
+
+def test_build_family_passes_the_encoder_on_and_records_the_stopword_list():
+    from robustir.perturb import build_family, register_family, variation
+
+    register_family("echo", "Echo")(lambda *, encoder=None, device="cpu": ([], {"encoder": encoder}))
+    try:
+        given = object()
+        family = build_family("echo", encoder=given)
+        assert family.parameters == {"encoder": given, "stopwords": variation.STOPWORDS_SOURCE}
+    finally:
+        variation.FAMILIES.pop("echo")
+        variation.FAMILY_NAMES.pop("echo")
+        variation._ALIASES.pop("echo")
+
+
+def test_sentence_similarity_checks_every_long_candidate_and_keeps_one_at_the_threshold():
+    from robustir.perturb.synonyms import Candidate, SentenceSimilarity, WordNetSwap
+
+    def orthogonal(texts):  # the original windows along x, the candidates' along y: cosine 0
+        half = len(texts) // 2
+        return np.array([[1.0, 0.0]] * half + [[0.0, 1.0]] * half)
+
+    candidates = [Candidate("rapid", (0,)), Candidate("rapid cars", (0,))]
+    assert SentenceSimilarity(orthogonal, threshold=0.5, window_size=2)("fast cars", candidates) == [True, False]
+    assert SentenceSimilarity(orthogonal, threshold=0.0, window_size=2)("fast cars", candidates) == [True, True]
+    with WordNetSwap(None).rehearsal() as rehearses:
+        assert rehearses is False
