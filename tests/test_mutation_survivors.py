@@ -880,3 +880,22 @@ def test_sentence_similarity_checks_every_long_candidate_and_keeps_one_at_the_th
     assert SentenceSimilarity(orthogonal, threshold=0.0, window_size=2)("fast cars", candidates) == [True, True]
     with WordNetSwap(None).rehearsal() as rehearses:
         assert rehearses is False
+
+
+def test_an_unknown_pooling_is_named_with_the_known_ones():
+    import torch
+
+    from robustir.encode import _POOLINGS, pool
+
+    with pytest.raises(ValueError) as unknown:
+        pool(torch.zeros(1, 2, 3), torch.ones(1, 2, dtype=torch.long), "max")
+    assert str(unknown.value) == f"unknown pooling 'max'; expected one of {_POOLINGS}"
+
+
+def test_the_separator_goes_between_a_prompt_and_the_text_and_only_then():
+    from robustir.encode import Encoder
+
+    encoder = SimpleNamespace(spec=SimpleNamespace(separator="\n"))
+    assert Encoder._with_prompt(encoder, ["aspirin", ""], "Instruct: find") == [
+        "Instruct: find\naspirin", "Instruct: find\n[PAD]"]
+    assert Encoder._with_prompt(encoder, ["aspirin"], "") == ["aspirin"]
