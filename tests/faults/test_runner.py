@@ -184,10 +184,18 @@ def _logging_notebook(directory: Path, *, then_wait_s: int = 0) -> Path:
     return notebook
 
 
+def _as_in_a_terminal() -> None:
+    """Ctrl-C reaches the runner as it does a terminal's foreground command, also when the tests
+    themselves run in the background (a shell without job control starts `cmd &` with SIGINT
+    ignored, and children inherit that, as they inherit a blocked signal)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+
+
 def _runner(directory: Path, *argv: str) -> subprocess.Popen:
     env = {**os.environ, "PYTHONPATH": str(REPO / "lib")}
     return subprocess.Popen([sys.executable, "-m", "robustir.cli", "run", "grid.yaml", *argv],
-                            cwd=directory, env=env, start_new_session=True,
+                            cwd=directory, env=env, start_new_session=True, preexec_fn=_as_in_a_terminal,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
