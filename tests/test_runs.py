@@ -327,7 +327,7 @@ def test_an_aggregate_reruns_when_the_library_changes_and_only_then(tmp_path, mo
     raw = yaml.safe_load(path.read_text())
     raw["aggregates"] = [{"notebook": str(FIXTURES / "tiny_summary.py"), "parameters": {}}]
     path.write_text(yaml.safe_dump(raw, sort_keys=False))
-    grid = load_grid(path)
+    grid = load_grid(path, base=tmp_path)
     run_grid(grid, workers=1)
     assert runs.run_aggregates(grid) == ["tiny_summary"]
     assert runs.run_aggregates(grid) == []  # nothing changed
