@@ -42,7 +42,12 @@ from myst_nb import glue
 
 from robustir import plots
 from robustir.experiments import corpus_poisoning
-from robustir.experiments.corpus_poisoning import final_token_table, poisoning_table, summarise
+from robustir.experiments.corpus_poisoning import (
+    final_token_table,
+    poisoning_table,
+    seed_statistics,
+    summarise,
+)
 from robustir.experiments.findings import findings_markdown, save_findings
 from robustir.models import display_name
 
@@ -75,12 +80,10 @@ table.xs("hotflip", level="passages") if has_hotflip else table.iloc[:0]
 # threads: the same seed run with other threads can cluster differently and land elsewhere.
 
 # %%
-bars = shown.assign(
-    passages=shown["variant"].str.replace(r"_N\d+", "", regex=True).str.replace("_", " "),
-    percent=100 * shown[measure],
-).groupby(["dataset", "n_passages", "passages", "model"])["percent"].agg(
-    mean="mean", std=lambda seeds: seeds.std(ddof=0)).reset_index()
-panels = list(bars.groupby(["dataset", "n_passages"]))
+bars = seed_statistics(shown, measure).reset_index()
+bars["passages"] = (bars["passages"] + " " + bars["attack_dtype"]).str.replace(
+    f" {corpus_poisoning.NO_ATTACK}", "").str.replace("_", " ")
+panels = list(bars.groupby(["dataset", "N"]))
 if panels:
     kinds = sorted(set(bars["passages"]), key=lambda kind: (not kind.startswith("gold"),
                                                              kind.startswith("hotflip"), kind))

@@ -58,6 +58,7 @@ __all__ = [
     "final_token_table",
     "final_tokens",
     "poisoning_table",
+    "seed_statistics",
     "summarise",
     "run_corpus_poisoning",
 ]
@@ -299,22 +300,20 @@ NO_ATTACK = "no attack"
 _VARIANT = r"^(?P<passages>.+)_N(?P<n_passages>\d+)(?:_(?P<attack_dtype>bfloat16|float16))?$"
 
 
-def poisoning_table(
-    summaries: pd.DataFrame, measure: str = "ASR@20", *, scale: float = 100.0, digits: int = 1
-) -> pd.DataFrame:
-    """The study's Table 3 layout: ``measure`` × ``scale``, mean ± population std over seeds.
+def seed_statistics(summaries: pd.DataFrame, measure: str = "ASR@20", *,
+                    scale: float = 100.0) -> pd.DataFrame:
+    """``measure`` × ``scale`` over seeds: mean, population std (ddof = 0, as the study) and count.
 
     Args:
         summaries: ``ResultStore.read_summaries("corpus_poisoning")`` (columns ``model,
             dataset, variant, seed`` and the measures).
         measure: A summary measure, e.g. ``ASR@20`` (the study's) or ``nDCG@10 change``.
         scale: Factor applied before averaging (100: percent).
-        digits: Decimals of the formatted cells.
 
     Returns:
-        Rows ``(passages, attack_dtype, model)`` (``attack_dtype`` is :data:`NO_ATTACK` for
-        the gold and query-text baselines), columns ``(dataset, N)``, cells
-        ``"mean ± std (seeds)"`` with the std over seeds with ddof = 0, as the study.
+        Index ``(passages, attack_dtype, model, dataset, N)`` (``attack_dtype`` is
+        :data:`NO_ATTACK` for the gold and query-text baselines), columns ``mean``, ``std``,
+        ``seeds``.
 
     Raises:
         ValueError: ``measure`` is missing or a variant name is not ``<passages>_N<n>[_dtype]``.
@@ -332,7 +331,26 @@ def poisoning_table(
     frame["N"] = frame.pop("n_passages").astype(int)
     frame["value"] = summaries[measure].astype(float) * scale
     grouped = frame.groupby(["passages", "attack_dtype", "model", "dataset", "N"])["value"]
-    stats = grouped.agg(mean="mean", std=lambda v: float(np.std(v, ddof=0)), seeds="count")
+    return grouped.agg(mean="mean", std=lambda v: float(np.std(v, ddof=0)), seeds="count")
+
+
+def poisoning_table(
+    summaries: pd.DataFrame, measure: str = "ASR@20", *, scale: float = 100.0, digits: int = 1
+) -> pd.DataFrame:
+    """The study's Table 3 layout of :func:`seed_statistics`.
+
+    Args:
+        summaries, measure, scale: As for :func:`seed_statistics`.
+        digits: Decimals of the formatted cells.
+
+    Returns:
+        Rows ``(passages, attack_dtype, model)``, columns ``(dataset, N)``, cells
+        ``"mean ± std (seeds)"``.
+
+    Raises:
+        ValueError: As :func:`seed_statistics`.
+    """
+    stats = seed_statistics(summaries, measure, scale=scale)
     cells = stats.apply(
         lambda r: f"{r['mean']:.{digits}f} ± {r['std']:.{digits}f} ({int(r['seeds'])})", axis=1
     )
