@@ -16,6 +16,7 @@ from robustir.metrics.stability import (
     query_change_fractions,
     rank_biased_overlap,
     rank_stability,
+    rankings,
 )
 from robustir.stats.resampling import (
     bootstrap_drop_rates,
@@ -113,6 +114,18 @@ def test_rank_stability_uses_trec_eval_order():
     assert rank_stability(clean, clean).loc["q", "RBO@100"] == pytest.approx(1.0)
     with pytest.raises(ValueError, match="different queries"):
         rank_stability(clean, {"other": {}})
+
+
+def test_rank_stability_reads_a_given_clean_ranking_instead_of_sorting_the_run():
+    clean = {"q": {"d1": 3.0, "d2": 2.0, "d3": 1.0}}
+    perturbed = {"q": {"d1": 3.0, "d2": 2.0, "d3": 1.0}}
+    assert rankings(clean) == {"q": ["d1", "d2", "d3"]}
+    assert rankings({"q": {"d1": 1.0, "d2": 1.0, "d3": 2.0}}) == {"q": ["d3", "d2", "d1"]}
+    same = rank_stability(clean, perturbed, k=3, rbo_depth=3, clean_ranking=rankings(clean))
+    assert same.loc["q", "KendallTau@3"] == pytest.approx(1.0)
+    # the given ranking is what counts: reversed, the same runs disagree completely
+    reversed_ = rank_stability(clean, perturbed, k=3, rbo_depth=3, clean_ranking={"q": ["d3", "d2", "d1"]})
+    assert reversed_.loc["q", "KendallTau@3"] == pytest.approx(-1.0)
 
 
 def test_bootstrap_interval_covers_the_estimate_and_is_reproducible():

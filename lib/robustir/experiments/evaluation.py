@@ -13,6 +13,7 @@ effectiveness", and by the query-variation and corpus-poisoning experiments.
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import time
@@ -25,6 +26,7 @@ import pandas as pd
 from robustir import retrieve
 from robustir.data import Dataset, load_dataset, load_queries
 from robustir.metrics import MEASURES, mean_metrics, per_query_metrics
+from robustir.metrics.stability import rankings
 from robustir.provenance import file_sha256, library_versions
 from robustir.results import ResultStore, per_query_long
 from robustir.retrievers import Retriever, make_retriever
@@ -59,6 +61,12 @@ class Evaluation:
     summary: dict
     params: dict
     retriever: Retriever | None = field(default=None, repr=False)
+
+    @functools.cached_property
+    def ranking(self) -> dict[str, list[str]]:
+        """``{qid: doc ids in trec_eval order}`` of :attr:`run`, sorted once (the query-variation
+        experiment compares one clean run with every perturbed run)."""
+        return rankings(self.run)
 
     def write(
         self,

@@ -191,7 +191,7 @@ def evaluate_variation(
     key = variations.provenance["family"]
     perturbed = evaluate(retriever, data, queries=variations.queries, top_k=top_k,
                          variant=variation_variant(key, rng_scope), progress=False)
-    stability = rank_stability(clean.run, perturbed.run)
+    stability = rank_stability(clean.run, perturbed.run, clean_ranking=clean.ranking)
     clean_scores = clean.per_query[DROP_RATE_MEASURE]
     perturbed_scores = perturbed.per_query[DROP_RATE_MEASURE].reindex(clean_scores.index)
     rng = np.random.default_rng(seed)

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import heapq
 import re
-from operator import itemgetter
 from typing import Iterable, Mapping
 
 import pandas as pd
@@ -58,12 +57,10 @@ def trec_eval_order(hits: Mapping[str, float], depth: int | None = None) -> list
         hits: ``{doc_id: score}``.
         depth: Return only the first ``depth`` ids (a partial sort); ``None`` returns all.
     """
-    by_score_then_id = itemgetter(1, 0)
-    if depth is None:
-        ranked = sorted(hits.items(), key=by_score_then_id, reverse=True)
-    else:
-        ranked = heapq.nlargest(depth, hits.items(), key=by_score_then_id)
-    return [doc_id for doc_id, _ in ranked]
+    # (score, doc id) pairs compare as trec_eval orders, without a key function per item
+    pairs = zip(hits.values(), hits.keys())
+    ranked = sorted(pairs, reverse=True) if depth is None else heapq.nlargest(depth, pairs)
+    return [doc_id for _, doc_id in ranked]
 
 
 def _truncate(run: Run, k: int) -> dict[str, dict[str, float]]:

@@ -243,6 +243,11 @@ def _positions(docs: Sequence[str], ranking: Sequence[str]) -> list[int]:
     return positions
 
 
+def rankings(run: Run) -> dict[str, list[str]]:
+    """``{qid: doc ids in trec_eval order}`` of a run (the order every stability measure reads)."""
+    return {qid: trec_eval_order(hits) for qid, hits in run.items()}
+
+
 def rank_stability(
     clean_run: Run,
     perturbed_run: Run,
@@ -250,6 +255,7 @@ def rank_stability(
     k: int = OVERLAP_DEPTH,
     rbo_depth: int = RBO_DEPTH,
     p: float = RBO_PERSISTENCE,
+    clean_ranking: Mapping[str, Sequence[str]] | None = None,
 ) -> pd.DataFrame:
     """Per-query rank stability between a clean and a perturbed run (chapter "Query variations").
 
@@ -258,6 +264,9 @@ def rank_stability(
         k: Depth of Jaccard and of the lists whose union Kendall's τ ranks.
         rbo_depth: Depth at which both rankings are cut before RBO_ext.
         p: RBO persistence.
+        clean_ranking: ``clean_run`` already in :func:`~robustir.metrics.trec_eval_order`
+            (``{qid: [doc_id, …]}``, :func:`rankings`), so that a clean run compared with many
+            perturbed runs is sorted once; computed when ``None``.
 
     Returns:
         DataFrame indexed by query id with columns ``Jaccard@{k}``, ``RBO@{rbo_depth}``,
@@ -269,9 +278,11 @@ def rank_stability(
     if set(clean_run) != set(perturbed_run):
         example = sorted(set(clean_run) ^ set(perturbed_run))[:3]
         raise ValueError(f"the clean and perturbed runs cover different queries (e.g. {example})")
+    if clean_ranking is None:
+        clean_ranking = rankings(clean_run)
     rows = {}
     for qid in clean_run:
-        clean = trec_eval_order(clean_run[qid])
+        clean = clean_ranking[qid]
         perturbed = trec_eval_order(perturbed_run[qid])
         rows[qid] = {
             f"Jaccard@{k}": jaccard_at_k(clean, perturbed, k),
