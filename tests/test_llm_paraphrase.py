@@ -78,6 +78,47 @@ def test_copy_key_and_cleaning_by_hand():
     assert clean_candidate("“quoted”") == "quoted" and clean_candidate("\n") == ""
 
 
+def _reference_token(probs: list[float], top_p: float, uniform: float) -> int:
+    """The nucleus draw written out: tokens by probability (ties by id), kept until their mass
+    reaches top_p, the first whose cumulative mass exceeds uniform × the kept mass."""
+    ranked = sorted(range(len(probs)), key=lambda t: (-probs[t], t))
+    kept, mass = [], 0.0
+    for token in ranked:
+        if mass >= top_p:
+            break
+        kept.append(token)
+        mass += probs[token]
+    target, running = uniform * mass, 0.0
+    for token in kept:
+        running += probs[token]
+        if running > target:
+            return token
+    return kept[-1]
+
+
+def test_the_nucleus_draw_ranks_ties_by_token_id_and_widens_its_search():
+    from robustir.perturb.llm_paraphrase import ChatSampler
+
+    sampler = ChatSampler.__new__(ChatSampler)
+    sampler.temperature, sampler.top_p = 1.0, 0.9
+    vocabulary = 3000
+    # row 0: four tied likely tokens (ids 7, 3, 900, 40) hold 0.92 of the mass; row 1: the mass
+    # is spread over every token, so the nucleus is wider than every partial search
+    peaked = torch.full((vocabulary,), -30.0)
+    peaked[[7, 3, 900, 40]] = 5.0
+    spread = torch.linspace(0.0, 0.5, vocabulary)
+    logits = torch.stack([peaked, spread])
+    probs = torch.softmax(logits, -1)
+    for seed in range(40):
+        generators = [torch.Generator().manual_seed(seed), torch.Generator().manual_seed(1000 + seed)]
+        uniforms = [float(torch.rand(1, generator=torch.Generator().manual_seed(s))) for s in (seed, 1000 + seed)]
+        drawn = sampler._draw(logits, generators)
+        assert drawn == [_reference_token(probs[row].tolist(), 0.9, uniforms[row]) for row in (0, 1)]
+        assert drawn[0] in (3, 7, 40, 900)
+    # the uniform picks among tied tokens in ascending id order: below 1/4 of the kept mass, id 3
+    assert _reference_token(probs[0].tolist(), 0.9, 0.1) == 3
+
+
 def test_filter_rejects_each_failure_by_name(tiny_llama):
     paraphraser = llm_paraphraser(_minilm(), location=tiny_llama,
                                   settings=ParaphraseSettings(dtype="float32"))

@@ -8,7 +8,8 @@ parameters). It is a documented substitute, not the study's generator:
 1. **Generation.** SmolLM2-135M-Instruct (catalog key ``smollm2``, the package's weights
    dequantised to float32 once and run in :data:`DTYPE`) is given :data:`SYSTEM_PROMPT` and the
    three worked :data:`EXAMPLES` as a chat, then the query as the user's turn. It samples one
-   rewrite with temperature :data:`TEMPERATURE` and nucleus ``top_p`` :data:`TOP_P`. The candidate is
+   rewrite with temperature :data:`TEMPERATURE` and nucleus ``top_p`` :data:`TOP_P` (tokens ranked by
+   probability, tied probabilities by ascending token id). The candidate is
    the generated text up to the end of the turn or the first line break, stripped of white space
    and of surrounding quotes.
 2. **Seeding.** Each call draws one 63-bit integer from the family's ``random.Random`` (the
@@ -25,9 +26,10 @@ parameters). It is a documented substitute, not the study's generator:
    fall-back is counted (``fallbacks_per_generator`` in the variant set's provenance).
 
 Generation is batched: the chat prefix shared by every query is run through the model once and
-its key/value cache is repeated over the batch; each row then holds the query's own tokens, padded
-on the left between the prefix and the query, with position ids counted over real tokens only;
-the cache grows one token per step and rows that have finished leave it. A query's candidate does
+its key/value cache is repeated over the batch, in a cache allocated once for the longest reply;
+each row then holds the query's own tokens, padded on the left between the prefix and the query,
+with position ids counted over real tokens only; each step writes one token per row in place and
+rows that have finished leave the cache. A query's candidate does
 not depend on the other queries of its batch up to floating-point rounding of the batched
 products.
 
@@ -154,6 +156,51 @@ def _load_chat_model(location: str, dtype: str, device: str):
     return tokenizer, model.eval().to(device)
 
 
+def _most_likely(probs, k: int):
+    """The ``k`` largest probabilities of each row, descending, with their token ids; tied
+    probabilities (frequent with bfloat16 logits) in ascending token id, whatever ``k`` is."""
+    import torch
+
+    ranked, order = probs.topk(min(k, probs.shape[-1]), dim=-1)
+    order, by_id = order.sort(dim=-1, stable=True)
+    ranked = ranked.gather(1, by_id)
+    ranked, by_probability = ranked.sort(dim=-1, descending=True, stable=True)
+    return ranked, order.gather(1, by_probability)
+
+
+def _preallocated_cache(prefix, batch: int, capacity: int):
+    """A key/value cache holding ``prefix`` (a one-row cache) for each of ``batch`` rows, with
+    room for ``capacity`` positions, so that each generated token is written in place (a
+    ``DynamicCache`` concatenates, copying the whole cache at every step)."""
+    from transformers.cache_utils import Cache, DynamicLayer
+
+    class PreallocatedLayer(DynamicLayer):
+        def __init__(self, keys, values):
+            super().__init__()
+            shape = (batch, keys.shape[1], capacity, keys.shape[3])
+            self._keys, self._values = keys.new_empty(shape), values.new_empty(shape)
+            self.length = 0
+            self.device, self.is_initialized = keys.device, True
+            self.update(keys.expand(batch, -1, -1, -1), values.expand(batch, -1, -1, -1))
+
+        def update(self, key_states, value_states, *args, **kwargs):
+            end = self.length + key_states.shape[-2]
+            self._keys[:, :, self.length : end] = key_states
+            self._values[:, :, self.length : end] = value_states
+            self.length = end
+            self.keys, self.values = self._keys[:, :, :end], self._values[:, :, :end]
+            return self.keys, self.values
+
+        def get_seq_length(self) -> int:
+            return self.length
+
+        def batch_select_indices(self, indices):
+            self._keys, self._values = self._keys[indices], self._values[indices]
+            self.keys, self.values = self._keys[:, :, : self.length], self._values[:, :, : self.length]
+
+    return Cache(layers=[PreallocatedLayer(layer.keys, layer.values) for layer in prefix.layers])
+
+
 class ChatSampler:
     """Samples one reply per user message from a chat LM, in batches, with a shared-prefix cache.
 
@@ -169,7 +216,7 @@ class ChatSampler:
     """
 
     _PLACEHOLDER = "\x00query\x00"
-    _NUCLEUS_SEARCH = 1024
+    _NUCLEUS_SEARCH = (64, 1024)
 
     def __init__(self, tokenizer, model, *, system: str, examples: Sequence[tuple[str, str]],
                  temperature: float, top_p: float):
@@ -214,21 +261,35 @@ class ChatSampler:
         import torch
 
         probs = torch.softmax(logits.float() / self.temperature, dim=-1)
-        # the nucleus almost always lies within the most likely _NUCLEUS_SEARCH tokens; rows
-        # where it does not are sorted in full (the same nucleus either way)
-        ranked, order = probs.topk(min(self._NUCLEUS_SEARCH, probs.shape[-1]), dim=-1)
-        tokens = []
-        for row, generator in enumerate(generators):
-            row_ranked, row_order = ranked[row], order[row]
-            if float(row_ranked.sum()) < self.top_p:
-                row_ranked, row_order = probs[row].sort(descending=True)
-            # keep the most likely tokens until their mass reaches top_p (the first always)
-            mass = row_ranked.cumsum(0)
-            kept = int((mass - row_ranked < self.top_p).sum())
-            uniform = float(torch.rand(1, generator=generator)) * float(mass[kept - 1])
-            index = min(int(torch.searchsorted(mass[:kept], torch.tensor([uniform]), right=True)), kept - 1)
-            tokens.append(int(row_order[index]))
+        uniforms = torch.tensor([float(torch.rand(1, generator=g)) for g in generators], dtype=torch.float64)
+        tokens = [0] * len(generators)
+        rows = torch.arange(len(generators))
+        # the nucleus almost always lies within the few most likely tokens: search the most
+        # likely _NUCLEUS_SEARCH[0] tokens, then more for the rows whose nucleus is wider, then
+        # the whole vocabulary (the same nucleus either way)
+        for search in (*self._NUCLEUS_SEARCH, probs.shape[-1]):
+            ranked, order = _most_likely(probs[rows], search)
+            found = (ranked.sum(-1) >= self.top_p) | (search >= probs.shape[-1])
+            for row, token in zip(rows[found].tolist(),
+                                  self._nucleus_token(ranked[found], order[found], uniforms[rows[found]])):
+                tokens[row] = token
+            rows = rows[~found]
+            if not len(rows):
+                break
         return tokens
+
+    def _nucleus_token(self, ranked, order, uniforms) -> list[int]:
+        """Per row of probabilities ``ranked`` (descending, token ids ``order``): keep the most
+        likely tokens until their mass reaches top_p (the first always), and return the token
+        where the cumulative mass first exceeds the row's uniform times the kept mass."""
+        import torch
+
+        mass = ranked.cumsum(-1)
+        kept = (mass - ranked < self.top_p).sum(-1)
+        # the uniform scales the kept mass in float64, then is compared in the mass's float32
+        targets = (uniforms * mass.gather(1, (kept - 1)[:, None])[:, 0].double()).float()
+        index = torch.minimum(torch.searchsorted(mass, targets[:, None], right=True)[:, 0], kept - 1)
+        return order.gather(1, index[:, None])[:, 0].tolist()
 
     def sample(self, messages: Sequence[str], generators: Sequence, max_new_tokens: Sequence[int]) -> list[tuple[str, int, bool]]:
         """One reply per message, sampled with the message's ``torch.Generator``.
@@ -243,8 +304,6 @@ class ChatSampler:
             stop token's text before its line break), its token count, and whether it stopped
             (``False`` when it reached ``max_new_tokens``).
         """
-        import copy
-
         import torch
 
         device = self.model.device
@@ -256,8 +315,7 @@ class ChatSampler:
         prefix = len(self.prefix_ids)
         mask = torch.cat([torch.ones(len(rows), prefix, dtype=row_mask.dtype, device=device), row_mask], 1)
         positions = (prefix + row_mask.cumsum(-1) - 1).clamp(min=prefix)
-        cache = copy.deepcopy(self._prefix())
-        cache.batch_repeat_interleave(len(rows))
+        cache = _preallocated_cache(self._prefix(), len(rows), prefix + width + max(max_new_tokens))
         generated: list[list[int]] = [[] for _ in rows]
         stopped = [False] * len(rows)
         active = list(range(len(rows)))

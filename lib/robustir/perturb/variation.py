@@ -48,8 +48,10 @@ RNG_SCOPES = ("stream", "query")
 
 #: Revision of the generators' semantics, recorded with every variant set; a stored variant
 #: file of another revision is not reused. Revision 2: TextAttack 0.3.10's per-word QWERTY
-#: failure and the identical-word swaps of the reordering (revision 1 had neither).
-GENERATORS_REVISION = 2
+#: failure and the identical-word swaps of the reordering (revision 1 had neither). Revision 3:
+#: the offline paraphraser ranks tied token probabilities by token id, and the synonym
+#: neighbours exclude the word itself and keep vocabulary order within ties.
+GENERATORS_REVISION = 3
 
 @dataclass(frozen=True)
 class FamilyDefinition:
