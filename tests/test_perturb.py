@@ -332,3 +332,19 @@ def test_variant_file_of_an_older_generator_revision_is_not_reused(tmp_path):
     made.save(path)
     with pytest.raises(ValueError, match=r"'generators_revision': None.*delete it to regenerate"):
         load_or_generate_variations(data, "mispelling", 5, variants_dir=tmp_path)
+
+
+def test_the_families_reuse_only_the_minilm_they_would_load_themselves():
+    """A bfloat16 MiniLM (or one cut shorter) encodes differently: sharing it would make the
+    synonym and paraphrase variants depend on which system's job made them first."""
+    from robustir.experiments.query_variations import _family_encoder
+    from robustir.models import get_model_spec
+    from robustir.retrievers import TransformerRetriever
+
+    minilm = get_model_spec("minilm")
+    default = TransformerRetriever(minilm, progress=False)
+    assert _family_encoder(default) is default.encoder
+    assert _family_encoder(TransformerRetriever(minilm, dtype="bfloat16", progress=False)) is None
+    assert _family_encoder(TransformerRetriever(minilm, max_length=128, progress=False)) is None
+    assert _family_encoder(TransformerRetriever(get_model_spec("minilm_cls"), progress=False)) is None
+    assert _family_encoder(None) is None

@@ -262,16 +262,19 @@ def findings(table: pd.DataFrame, published: pd.DataFrame, *, llm: str = "smollm
     row = published.set_index("dataset").loc[dataset] / 100
     value, tolerance = MTEB_MINILM_SCIFACT
     references = {
-        "minilm": (value, tolerance, "MTEB, mean pooling, 256 tokens; protocol §7.3"),
+        "minilm": (value, tolerance, "MTEB, mean pooling, 256 tokens; protocol §7.3",
+                   "the same system and data, run here (in the run page's precision; MTEB's run "
+                   "is float32)"),
         "bm25": (float(row["bm25"]), BM25_TOLERANCE,
-                 "the study's table; pyserini + gensim there, bm25s with the same k1 and b here"),
+                 "the study's table; pyserini + gensim there, bm25s with the same k1 and b here",
+                 "the same system and data, run here"),
     }
     rows = []
-    for model, (number, tolerance, source) in references.items():
+    for model, (number, tolerance, source, scope) in references.items():
         ours = lookup(table, "nDCG@10", model=model, dataset=dataset)
         rows.append(Finding(
             claim=f"{display_name(model)} reaches nDCG@10 {number:.4f} on {dataset} test ({source})",
-            scope="the same system and data, run here",
+            scope=scope,
             ours=format_number(ours, 4), published=f"{number:.4f}",
             verdict=compare_number(ours, number, tolerance), rule=f"tolerance ±{tolerance}"))
     ours_llm, ours_encoder = (lookup(table, "nDCG@10", model=m, dataset=dataset) for m in (llm, encoder))

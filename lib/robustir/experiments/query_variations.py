@@ -31,8 +31,10 @@ import numpy as np
 import pandas as pd
 
 from robustir.data import Dataset
+from robustir.encode import Encoder
 from robustir.experiments.evaluation import Evaluation, evaluate
 from robustir.metrics.stability import drop_rate, drop_rates, query_change_fractions, rank_stability
+from robustir.models import get_model_spec
 from robustir.perturb.family import Family
 from robustir.perturb.variation import (
     GENERATORS_REVISION,
@@ -101,12 +103,13 @@ def load_or_generate_variations(
     Args:
         data: The loaded split.
         family: A built family or a family name (built here; the synonym family reuses the
-            retriever's encoder when it is MiniLM's).
+            retriever's encoder when it is MiniLM's at its default precision and length).
         seed: The seed.
         rng_scope: ``stream`` (the study's) or ``query``.
         variants_dir: Folder of shared variant files; ``None`` neither reads nor writes.
-        retriever: The evaluated system, whose encoder the synonym family reuses if it is
-            MiniLM.
+        retriever: The evaluated system, whose encoder the families reuse if it is the
+            MiniLM they would load (not, e.g., a bfloat16 one: the variants would then depend
+            on which system's job made them).
 
     Raises:
         ValueError: A stored file was made with other settings (the message names it).
@@ -127,14 +130,23 @@ def load_or_generate_variations(
         log.info("variants read from %s", path)
         return stored
     if not isinstance(family, Family):
-        shared = (retriever.encoder if isinstance(retriever, TransformerRetriever)
-                  and retriever.spec.key == SYNONYM_RESOURCE_MODEL else None)
-        family = build_family(key, encoder=shared)
+        family = build_family(key, encoder=_family_encoder(retriever))
     variations = generate_variations(data.queries, family, seed, dataset=data.name, split=data.split,
                                      rng_scope=rng_scope)
     if path is not None:
         variations.save(path)
     return variations
+
+
+def _family_encoder(retriever: Retriever | None):
+    """The evaluated system's encoder when it is exactly the one the families would load
+    (MiniLM at its default precision and length), else ``None``: the variants must not depend
+    on which system's job made them."""
+    if not (isinstance(retriever, TransformerRetriever) and retriever.spec.key == SYNONYM_RESOURCE_MODEL):
+        return None
+    encoder = retriever.encoder
+    own = Encoder(get_model_spec(SYNONYM_RESOURCE_MODEL), device=encoder.device.type, progress=False)
+    return encoder if encoder.cache_inputs("") == own.cache_inputs("") else None
 
 
 @dataclass
