@@ -37,6 +37,7 @@ __all__ = [
     "query_change_fractions",
     "rank_biased_overlap",
     "rank_stability",
+    "rankings",
 ]
 
 Run = Mapping[str, Mapping[str, float]]
