@@ -31,10 +31,9 @@ import numpy as np
 import pandas as pd
 
 from robustir.data import Dataset
-from robustir.encode import Encoder
+from robustir.encode import forward_identity
 from robustir.experiments.evaluation import Evaluation, evaluate
 from robustir.metrics.stability import drop_rate, drop_rates, query_change_fractions, rank_stability
-from robustir.models import get_model_spec
 from robustir.perturb.family import Family
 from robustir.perturb.variation import (
     GENERATORS_REVISION,
@@ -144,9 +143,9 @@ def _family_encoder(retriever: Retriever | None):
     on which system's job made them."""
     if not (isinstance(retriever, TransformerRetriever) and retriever.spec.key == SYNONYM_RESOURCE_MODEL):
         return None
-    encoder = retriever.encoder
-    own = Encoder(get_model_spec(SYNONYM_RESOURCE_MODEL), device=encoder.device.type, progress=False)
-    return encoder if encoder.cache_inputs("") == own.cache_inputs("") else None
+    encoder, device = retriever.encoder, retriever.encoder.device.type
+    given = forward_identity(encoder.spec, max_length=encoder.max_length, dtype=encoder.dtype, device=device)
+    return encoder if given == forward_identity(encoder.spec, device=device) else None
 
 
 @dataclass
