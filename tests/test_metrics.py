@@ -3,6 +3,7 @@
 import json
 import math
 
+import numpy as np
 import pytest
 import pytrec_eval
 
@@ -33,6 +34,13 @@ def test_hand_computed_values_with_a_tie():
     # a query judged only 0 is evaluated and scores 0
     assert frame.loc["q2"].tolist() == [0.0, 0.0, 0.0, 0.0, 0.0]
     assert mean_metrics(frame)["nDCG@10"] == pytest.approx(dcg / idcg / 2)
+
+
+def test_numpy_and_integer_scores_score_as_their_float_values():
+    # q1 in numpy float32, q2 mixed int and numpy float64: same values as the Python floats
+    run = {"q1": {d: np.float32(s) for d, s in RUN["q1"].items()}, "q2": {"c": 1, "d": np.float64(0.5)}}
+    measures = ["nDCG@10", "MAP", "MRR@10"]
+    assert per_query_metrics(QRELS, run, measures).equals(per_query_metrics(QRELS, RUN, measures))
 
 
 def test_mrr_at_k_cuts_the_ranking_in_trec_eval_order():

@@ -29,6 +29,15 @@ def test_ties_keep_corpus_order_across_chunks_and_k_is_capped():
     assert index.tolist() == [[0, 1, 2, 3, 4]]
 
 
+def test_ties_keep_corpus_order_in_one_chunk_row_by_row():
+    # query 0 ties every document, query 1 none, query 2 two pairs; one faiss index answers all
+    corpus = np.array([[1, 0], [2, 0], [0, 1], [0, 3], [1, 1]], dtype=np.float32)
+    queries = np.array([[0, 0], [1, 3], [1, 1]], dtype=np.float32)
+    scores, index = top_k_arrays(queries, corpus, 5)
+    assert index.tolist() == [[0, 1, 2, 3, 4], [3, 4, 2, 1, 0], [3, 1, 4, 0, 2]]
+    assert scores.tolist() == [[0] * 5, [9, 4, 3, 2, 1], [3, 2, 2, 1, 1]]
+
+
 def test_cosine_search_normalises_and_dot_does_not():
     queries = Embeddings(["q"], np.array([[1.0, 0.0]], dtype=np.float32))
     corpus = Embeddings(["long", "aligned"], np.array([[3.0, 3.0], [0.5, 0.0]], dtype=np.float32))

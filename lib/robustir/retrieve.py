@@ -59,7 +59,8 @@ def top_k_arrays(
 
     Returns:
         ``(scores, indices)``, each ``(n_queries, min(top_k, n_docs))``, sorted by score
-        descending; ties keep corpus order (the lower index first).
+        descending; ties keep corpus order (the lower index first). Which of several documents
+        tied at the cut-off enter is faiss's choice.
     """
     queries = np.ascontiguousarray(queries, dtype=np.float32)
     corpus = np.ascontiguousarray(corpus, dtype=np.float32)
@@ -76,12 +77,18 @@ def top_k_arrays(
         index = faiss.IndexFlatIP(chunk.shape[1])
         index.add(chunk)
         scores, found = index.search(queries, min(k, chunk.shape[0]))
-        scores = np.concatenate([best_scores, scores], axis=1)
-        found = np.concatenate([best_index, found + start], axis=1)
+        found += start
+        if start:  # merge with the earlier chunks' best
+            scores = np.concatenate([best_scores, scores], axis=1)
+            found = np.concatenate([best_index, found], axis=1)
+            unsorted = np.arange(len(scores))
+        else:  # faiss ranks by score: only rows with tied scores need corpus order
+            unsorted = np.flatnonzero((scores[:, 1:] == scores[:, :-1]).any(axis=1))
         # stable sort on (-score, index) keeps ties in corpus order
-        order = np.lexsort((found, -scores), axis=1)[:, :k]
-        best_scores = np.take_along_axis(scores, order, axis=1)
-        best_index = np.take_along_axis(found, order, axis=1)
+        order = np.lexsort((found[unsorted], -scores[unsorted]), axis=1)
+        scores[unsorted] = np.take_along_axis(scores[unsorted], order, axis=1)
+        found[unsorted] = np.take_along_axis(found[unsorted], order, axis=1)
+        best_scores, best_index = scores[:, :k], found[:, :k]
     return best_scores, best_index
 
 
@@ -111,9 +118,9 @@ def dense_search(
     if score == "cos":
         q, d = _normalised(q), _normalised(d)
     scores, index = top_k_arrays(q, d, top_k, corpus_chunk=corpus_chunk)
-    doc_ids = corpus.ids
+    doc_ids = np.asarray(corpus.ids, dtype=object)
     return {
-        qid: {doc_ids[j]: s for s, j in zip(row_scores.tolist(), row_index.tolist())}
+        qid: dict(zip(doc_ids[row_index].tolist(), row_scores.tolist()))
         for qid, row_scores, row_index in zip(queries.ids, scores, index)
     }
 

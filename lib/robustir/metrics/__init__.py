@@ -67,6 +67,13 @@ def _truncate(run: Run, k: int) -> dict[str, dict[str, float]]:
     return {q: {d: float(hits[d]) for d in trec_eval_order(hits, k)} for q, hits in run.items()}
 
 
+def _float_scores(hits: Mapping[str, float]) -> Mapping[str, float]:
+    """``hits`` with Python float scores, as pytrec_eval takes them (numpy scalars converted)."""
+    if all(type(score) is float for score in hits.values()):
+        return hits
+    return {doc_id: float(score) for doc_id, score in hits.items()}
+
+
 def per_query_metrics(
     qrels: Qrels, run: Run, measures: Iterable[str] = MEASURES
 ) -> pd.DataFrame:
@@ -88,7 +95,7 @@ def per_query_metrics(
     measures = list(measures)
     parsed = {m: _parse(m) for m in measures}
     qrels = {q: {d: int(g) for d, g in docs.items()} for q, docs in qrels.items()}
-    run = {q: {d: float(s) for d, s in hits.items()} for q, hits in run.items() if hits}
+    run = {q: _float_scores(hits) for q, hits in run.items() if hits}
     if not run.keys() & qrels.keys():
         raise ValueError(
             f"no query in common: the run has hits for {len(run)} queries, the qrels judge "
