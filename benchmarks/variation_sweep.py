@@ -64,7 +64,7 @@ _WORKER: dict = {}
 def _start_worker(model: str, dataset: str, split: str, families: list[str], cache_dir: str,
                   threads: int, barrier) -> None:
     """Initializer of a sweep worker: its share of the cores, the system, the split and the
-    families (untimed, like the baseline's weight loading)."""
+    ``families`` it generates variants of (untimed, like the baseline's weight loading)."""
     torch.set_num_threads(threads)
     logging.basicConfig(level=logging.WARNING, format="%(name)s: %(message)s")
     retriever = make_retriever(model, cache=EmbeddingCache(cache_dir), progress=False)
@@ -86,7 +86,8 @@ def _worker_family(key: str, seeds: list[int], variants_dir: str, n_resamples: i
     before = retriever.encoder.stats.texts_encoded
     if _WORKER["clean"] is None:
         _WORKER["clean"] = evaluate(retriever, data, variant=CLEAN_VARIANT, progress=False)
-    rows = [(key, seed, evaluate_variation(retriever, data, _WORKER["families"][key], seed,
+    family = _WORKER["families"].get(key, key)  # a family generated apart is read from its files
+    rows = [(key, seed, evaluate_variation(retriever, data, family, seed,
                                            clean=_WORKER["clean"], variants_dir=variants_dir,
                                            n_resamples=n_resamples).summary)
             for seed in seeds]
@@ -107,7 +108,9 @@ def sweep_on_workers(args, family_seconds: dict[str, float], cache_dir: str, var
     barrier = context.Barrier(args.workers)
     with concurrent.futures.ProcessPoolExecutor(
             max_workers=args.workers, mp_context=context, initializer=_start_worker,
-            initargs=(args.model, args.dataset, args.split, families, cache_dir, threads, barrier)) as pool:
+            initargs=(args.model, args.dataset, args.split,
+                      [key for key in families if key not in args.generated_apart],
+                      cache_dir, threads, barrier)) as pool:
         pids = [pool.submit(_worker_ready) for _ in range(args.workers)]
         if len({p.result() for p in pids}) != args.workers:
             raise RuntimeError("the sweep workers did not all start")
