@@ -81,7 +81,7 @@ def top_k_arrays(
         if start:  # merge with the earlier chunks' best
             scores = np.concatenate([best_scores, scores], axis=1)
             found = np.concatenate([best_index, found], axis=1)
-            unsorted = np.arange(len(scores))
+            unsorted = slice(None)  # every row
         else:  # faiss ranks by score: only rows with tied scores need corpus order
             unsorted = np.flatnonzero((scores[:, 1:] == scores[:, :-1]).any(axis=1))
         # stable sort on (-score, index) keeps ties in corpus order

@@ -64,7 +64,7 @@ def trec_eval_order(hits: Mapping[str, float], depth: int | None = None) -> list
 
 
 def _truncate(run: Run, k: int) -> dict[str, dict[str, float]]:
-    return {q: {d: float(hits[d]) for d in trec_eval_order(hits, k)} for q, hits in run.items()}
+    return {q: {d: hits[d] for d in trec_eval_order(hits, k)} for q, hits in run.items()}
 
 
 def _float_scores(hits: Mapping[str, float]) -> Mapping[str, float]:
