@@ -83,6 +83,16 @@ def _worker_ready() -> int:
     return os.getpid()
 
 
+def family_rows(retriever, data, families: dict, key: str, seeds: list[int], clean, variants_dir: str,
+                n_resamples: int) -> list[tuple[str, int, dict]]:
+    """The ``(family, seed, summary)`` rows of every seed of family ``key``: built in
+    ``families``, or, for a family generated apart, read from its files by name."""
+    family = families.get(key, key)
+    return [(key, seed, evaluate_variation(retriever, data, family, seed, clean=clean,
+                                           variants_dir=variants_dir, n_resamples=n_resamples).summary)
+            for seed in seeds]
+
+
 def _worker_family(key: str, seeds: list[int], variants_dir: str, n_resamples: int) -> tuple[list, int]:
     """Every seed of one family in a worker; the worker's first task also makes its clean
     evaluation. Returns the rows and the texts encoded."""
@@ -90,11 +100,8 @@ def _worker_family(key: str, seeds: list[int], variants_dir: str, n_resamples: i
     before = retriever.encoder.stats.texts_encoded
     if _WORKER["clean"] is None:
         _WORKER["clean"] = evaluate(retriever, data, variant=CLEAN_VARIANT, progress=False)
-    family = _WORKER["families"].get(key, key)  # a family generated apart is read from its files
-    rows = [(key, seed, evaluate_variation(retriever, data, family, seed,
-                                           clean=_WORKER["clean"], variants_dir=variants_dir,
-                                           n_resamples=n_resamples).summary)
-            for seed in seeds]
+    rows = family_rows(retriever, data, _WORKER["families"], key, seeds, _WORKER["clean"],
+                       variants_dir, n_resamples)
     return rows, retriever.encoder.stats.texts_encoded - before
 
 
@@ -151,11 +158,8 @@ def one_round(args, data, root: str, apart_dir: str | None) -> dict:
     rows, family_seconds = [], {}
     for key in args.available:
         family_started = time.perf_counter()
-        family = families.get(key, key)  # a family generated apart is read from its files
-        for seed in args.seeds:
-            run = evaluate_variation(retriever, data, family, seed, clean=clean,
-                                     variants_dir=f"{root}/variants", n_resamples=args.n_resamples)
-            rows.append((key, seed, run.summary))
+        rows += family_rows(retriever, data, families, key, args.seeds, clean, f"{root}/variants",
+                            args.n_resamples)
         family_seconds[key] = time.perf_counter() - family_started
     result.update(sweep=time.perf_counter() - started, sweep_cpu=time.process_time() - started_cpu,
                   sweep_texts=encoder.stats.texts_encoded - before, rows=rows)
@@ -220,7 +224,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{key} generation, {len(args.seeds)} seeds x {len(data.queries)} queries, reported "
               f"apart: {seconds:.1f} s ({cpu:.1f} CPU s) = {seconds / best['corpus']:.3f} corpus encodings")
     read = f", {'/'.join(apart)} variants read from their files" if apart else ""
-    print(f"sweep{read}: {len(rows)} (family, seed) runs + clean, best of {args.rounds}")
+    print(f"sweep{read}: {len(rows)} (family, seed) runs + clean, best of {args.rounds}; the corpus has "
+          f"{rounds[0]['corpus_texts']} texts")
     print(f"  in one process, {torch.get_num_threads()} threads: {rounds[0]['sweep_texts']} query texts "
           f"encoded, {best['sweep']:.1f} s ({best['sweep_cpu']:.1f} CPU s) = {best['sweep'] / best['corpus']:.3f} "
           f"corpus encodings ({best['sweep_cpu'] / best['corpus_cpu']:.3f} in process CPU time)")
