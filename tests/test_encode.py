@@ -222,3 +222,44 @@ def test_a_parallel_job_that_dequantised_first_wins_the_race(tmp_path, monkeypat
     location = encode.base_weights_location(spec)
     assert (tmp_path / "models").is_dir() and os.path.isfile(os.path.join(location, "config.json"))
     assert [p.name for p in (tmp_path / "models").iterdir()] == [os.path.basename(location)]
+
+
+def test_cpu_forwards_hold_as_many_texts_as_keep_the_widest_activation_within_32_mib():
+    # MiniLM's widest product is its 1536-wide intermediate layer: 6144 bytes a float32 token,
+    # so 32 MiB holds 5461 tokens (21 texts of 256); 3072 bytes a bfloat16 token: 10922 tokens
+    spec = get_model_spec("minilm")
+    fp32 = Encoder(spec, device="cpu", dtype="float32", progress=False)
+    assert [fp32.rows_per_forward(n) for n in (256, 170, 171, 10**6)] == [21, 32, 31, 1]
+    assert [fp32.rows_per_forward(50, 101), fp32.rows_per_forward(256, 101)] == [101, 21]
+    bf16 = Encoder(spec, device="cpu", dtype="bfloat16", batch_size=64, progress=False)
+    assert [bf16.rows_per_forward(n) for n in (256, 170)] == [42, 64]
+
+
+def test_texts_split_over_several_forwards_get_the_vectors_of_one_forward(monkeypatch):
+    from robustir import encode
+
+    encoder = Encoder(get_model_spec("minilm"), device="cpu", progress=False, batch_size=8)
+    texts = TEXTS * 3
+    tokenised = encoder.tokenize(texts)
+    whole_texts = encoder.encode_texts(texts)
+    with torch.inference_mode():
+        whole_batch = encoder.embed_batch(tokenised["attention_mask"], input_ids=tokenised["input_ids"])
+    longest = tokenised["attention_mask"].shape[1]
+    limit = 2 * longest * 1536 * 4  # two of the longest texts a forward
+    monkeypatch.setattr(encode, "ACTIVATION_LIMIT_BYTES", limit)
+    forwards = []
+    encoder.model.register_forward_pre_hook(
+        lambda module, args, kwargs: forwards.append(tuple(kwargs["attention_mask"].shape)),
+        with_kwargs=True)
+
+    split_texts = encoder.encode_texts(texts)
+    assert all(rows * tokens * 1536 * 4 <= limit for rows, tokens in forwards)
+    assert sum(rows for rows, _ in forwards) == len(texts) and len(forwards) > 2
+    np.testing.assert_allclose(split_texts, whole_texts, atol=1e-6)
+
+    forwards.clear()
+    with torch.inference_mode():
+        split_batch = encoder.embed_batch(tokenised["attention_mask"][:5],
+                                          input_ids=tokenised["input_ids"][:5])
+    assert [rows for rows, _ in forwards] == [2, 2, 1]  # nearly equal parts, in order
+    np.testing.assert_allclose(split_batch, whole_batch[:5], atol=1e-6)

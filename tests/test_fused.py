@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from robustir.encode import base_weights_location, pool
-from robustir.fused import fuse_for_cpu_inference
+from robustir.fused import fuse_for_cpu_inference, widest_output
 from robustir.models import get_model_spec
 
 TEXTS = [
@@ -156,3 +156,14 @@ def test_each_stacked_projection_answers_for_its_own_input_in_any_call_order():
                  ("query", first), ("key", second), ("value", second)]
         for name, x in calls:
             torch.testing.assert_close(getattr(attention, name)(x), F.linear(x, *expected[name]))
+
+
+def test_the_widest_output_is_the_widest_layer_or_the_stacked_projections():
+    _, minilm, _, _ = _pair("minilm", torch.float32)
+    assert widest_output(minilm) == 1536  # the intermediate layer; q, k, v stacked: 3 x 384
+    assert widest_output(_tiny_llama()) == 160  # the MLP; q, k, v stacked: 64 + 32 + 32
+    attention = nn.Module()
+    attention.query, attention.key, attention.value = (nn.Linear(8, 8) for _ in range(3))
+    attention.out = nn.Linear(8, 20)
+    assert widest_output(attention) == 24
+    assert widest_output(nn.Module()) == 0

@@ -36,7 +36,7 @@ from tqdm.auto import tqdm
 from robustir.cache import EmbeddingCache, default_cache_dir, fingerprint
 from robustir.data import PAD_TEXT, document_text, pad_empty
 from robustir.embeddings import Embeddings
-from robustir.fused import fuse_for_cpu_inference
+from robustir.fused import fuse_for_cpu_inference, widest_output
 from robustir.models import MODELS, ModelSpec
 
 __all__ = [
@@ -61,6 +61,11 @@ REMEMBERED_QUERY_BYTES = 256 * 2**20
 #: Batches whose texts are tokenised together and sorted by token count (bounds the memory of
 #: the token ids while keeping padding small).
 SORT_WINDOW = 64
+#: Largest activation (bytes) of one forward pass on a CPU. glibc's allocator serves a larger
+#: block with fresh pages from the kernel each time (32 MiB is its largest mmap threshold), and
+#: every page faults and is zeroed on first touch: a float32 MiniLM forward of 32 texts of 256
+#: tokens spent a sixth of its matrix-product time there. Longer texts go in smaller forwards.
+ACTIVATION_LIMIT_BYTES = 32 * 2**20
 
 
 @dataclass
@@ -324,7 +329,8 @@ class Encoder:
         spec: The system.
         device: ``cpu``, ``cuda``, … (default: CUDA when available).
         dtype: Weights dtype name (default: the spec's on CUDA, float32 on CPU).
-        batch_size: Texts per forward pass (the study: 32 clean, 64 perturbed).
+        batch_size: Texts per forward pass (the study: 32 clean, 64 perturbed); on a CPU,
+            fewer where their widest activation would exceed :data:`ACTIVATION_LIMIT_BYTES`.
         max_length: Token limit (default: the spec's).
         cache: Embedding cache for :meth:`encode_queries`/:meth:`encode_corpus`; ``None``
             disables caching.
@@ -361,6 +367,7 @@ class Encoder:
         self.progress = progress
         self.stats = EncoderStats()
         self._loaded = None
+        self._activation_bytes_per_token: int | None = None
         # (head key, prompt, text) → vector of every query this encoder embedded, so that a
         # query set that repeats texts (the unchanged queries of a variation) encodes only the
         # new ones; forgotten all at once past REMEMBERED_QUERY_BYTES
@@ -387,6 +394,18 @@ class Encoder:
     def input_embeddings(self) -> torch.nn.Embedding:
         """The model's input word-embedding matrix (the HotFlip candidate source)."""
         return self.model.get_input_embeddings()
+
+    def rows_per_forward(self, tokens: int, batch: int | None = None) -> int:
+        """Texts of ``tokens`` tokens (padded) in one forward pass over a batch of ``batch``
+        texts (default :attr:`batch_size`): all of them, or on a CPU at most as many as keep the
+        widest activation within :data:`ACTIVATION_LIMIT_BYTES` (at least one)."""
+        rows = self.batch_size if batch is None else batch
+        if self.device.type != "cpu":
+            return rows
+        if self._activation_bytes_per_token is None:
+            self._activation_bytes_per_token = widest_output(self.model) * self.model.dtype.itemsize
+        fitting = ACTIVATION_LIMIT_BYTES // max(1, self._activation_bytes_per_token * tokens)
+        return max(1, min(rows, fitting))
 
     def prompt_length(self, prompt: str) -> int:
         """Tokens of ``prompt`` with special tokens, the mask length of ``prompt_mean``."""
@@ -424,10 +443,27 @@ class Encoder:
         Differentiable: the attack passes ``inputs_embeds`` to get gradients at the word
         embeddings. Gives ``input_ids`` or ``inputs_embeds``, not both.
 
+        A batch larger than :meth:`rows_per_forward` allows runs as several forwards of nearly
+        equal size.
+
         Returns:
             float32 tensor ``(batch, dim)`` (pooled and normalised in float32 whatever the
             model's dtype).
         """
+        rows, tokens = attention_mask.shape
+        forwards = -(-rows // self.rows_per_forward(tokens, rows))
+        if forwards > 1:
+            size = -(-rows // forwards)
+            parts = [slice(start, start + size) for start in range(0, rows, size)]
+            return torch.cat([
+                self.embed_batch(
+                    attention_mask[part], prompt_length=prompt_length,
+                    **{name: None if value is None else value[part] for name, value in (
+                        ("input_ids", input_ids), ("inputs_embeds", inputs_embeds),
+                        ("token_type_ids", token_type_ids))},
+                )
+                for part in parts
+            ])
         output = self._hidden_states(
             attention_mask, self.spec.layer is not None, input_ids=input_ids,
             inputs_embeds=inputs_embeds, token_type_ids=token_type_ids,
@@ -478,7 +514,7 @@ class Encoder:
 
         Texts are taken longest first (in characters) in windows of :data:`SORT_WINDOW` batches;
         each window is tokenised at once and batched by token count, so that batches hold texts
-        of nearly equal length and little padding."""
+        of nearly equal length and little padding (:meth:`rows_per_forward` texts a batch)."""
         full = self._with_prompt(texts, prompt)
         order = sorted(range(len(full)), key=lambda i: len(full[i]), reverse=True)
         needs_prompt = any(head.pooling == "prompt_mean" for head in heads)
@@ -493,8 +529,11 @@ class Encoder:
                 encoded = self._token_ids([full[i] for i in texts_in])
                 by_tokens = sorted(range(len(texts_in)), key=lambda j: len(encoded["input_ids"][j]),
                                    reverse=True)
-                for start in range(0, len(by_tokens), self.batch_size):
-                    rows = by_tokens[start : start + self.batch_size]
+                start = 0
+                while start < len(by_tokens):
+                    longest = len(encoded["input_ids"][by_tokens[start]])
+                    rows = by_tokens[start : start + self.rows_per_forward(longest)]
+                    start += len(rows)
                     batch = self._pad({k: [v[j] for j in rows] for k, v in encoded.items()}).to(self.device)
                     index = [texts_in[j] for j in rows]
                     mask = batch["attention_mask"]

@@ -36,11 +36,15 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["fuse_for_cpu_inference"]
+__all__ = ["fuse_for_cpu_inference", "widest_output"]
 
 log = logging.getLogger(__name__)
 
 _DTYPES = (torch.float32, torch.bfloat16)
+
+
+# an attention's query, key and value projections, as BERT and Llama name them
+_PROJECTION_NAMES = (("query", "key", "value"), ("q_proj", "k_proj", "v_proj"))
 
 
 def _available() -> bool:
@@ -123,22 +127,40 @@ def _projection_forward(self: nn.Linear, x: torch.Tensor) -> torch.Tensor:
     return F.linear(x, self.weight, self.bias)
 
 
+def _projection_triple(module: nn.Module) -> tuple[nn.Linear, nn.Linear, nn.Linear] | None:
+    """``module``'s query, key and value projections (BERT's or Llama's names), if it has them."""
+    for names in _PROJECTION_NAMES:
+        linears = tuple(getattr(module, name, None) for name in names)
+        if all(type(linear) is nn.Linear for linear in linears):
+            return linears
+    return None
+
+
 def _fuse_projections(module: nn.Module) -> tuple[nn.Linear, ...]:
     """Stack ``module``'s query, key and value projections when it has them (same input width,
     dtype and device; all with or all without bias); returns the stacked projections."""
-    for names in (("query", "key", "value"), ("q_proj", "k_proj", "v_proj")):
-        linears = tuple(getattr(module, name, None) for name in names)
-        if not all(type(linear) is nn.Linear for linear in linears):
-            continue
-        if (len({(linear.in_features, linear.weight.dtype, linear.weight.device) for linear in linears}) != 1
-                or len({linear.bias is None for linear in linears}) != 1):
-            return ()
-        shared = _SharedProjection(linears)
-        for index, linear in enumerate(linears):
-            linear._shared_projection, linear._projection_index = shared, index
-            linear.forward = types.MethodType(_projection_forward, linear)
-        return linears
-    return ()
+    linears = _projection_triple(module)
+    if (linears is None
+            or len({(linear.in_features, linear.weight.dtype, linear.weight.device) for linear in linears}) != 1
+            or len({linear.bias is None for linear in linears}) != 1):
+        return ()
+    shared = _SharedProjection(linears)
+    for index, linear in enumerate(linears):
+        linear._shared_projection, linear._projection_index = shared, index
+        linear.forward = types.MethodType(_projection_forward, linear)
+    return linears
+
+
+def widest_output(model: nn.Module) -> int:
+    """Features per token of the widest product output in ``model``'s forward: its widest
+    linear layer, or an attention's query, key and value projections together (stacked by
+    :func:`fuse_for_cpu_inference`), whichever is wider; 0 for a model without linear layers."""
+    widths = [module.out_features for module in model.modules() if type(module) is nn.Linear]
+    for module in model.modules():
+        linears = _projection_triple(module)
+        if linears is not None:
+            widths.append(sum(linear.out_features for linear in linears))
+    return max(widths, default=0)
 
 
 def _intermediate_forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
