@@ -5,9 +5,10 @@ separator (protocol §1.2: none), empty texts become ``"[PAD]"`` (§1.4.8), text
 with truncation to ``max_length`` and padded (to a multiple of 8 on CUDA), encoded in
 batches sorted by token count, pooled in float32 (mean, CLS, last token or prompt-masked mean;
 §1.4) and L2-normalised when the system scores by cosine. On a CPU the model runs with the fused
-inference forwards of :mod:`robustir.fused`, in float32 or bfloat16. Corpus and query embeddings go through the content-addressed
-:class:`~robustir.cache.EmbeddingCache`, so a corpus is encoded once per (model, dataset) and
-reused by the clean, perturbed and poisoned runs.
+inference forwards of :mod:`robustir.fused`, in float32 or bfloat16, and a forward holds no more
+texts than keep its widest activation within :data:`ACTIVATION_LIMIT_BYTES`. Corpus and query
+embeddings go through the content-addressed :class:`~robustir.cache.EmbeddingCache`, so a corpus
+is encoded once per (model, dataset) and reused by the clean, perturbed and poisoned runs.
 
 Decoder-only models padded on the left get position ids counted from their first real token,
 so a text's embedding does not depend on the other texts in its batch.
