@@ -41,6 +41,7 @@ from robustir.fused import fuse_for_cpu_inference, widest_output
 from robustir.models import MODELS, ModelSpec
 
 __all__ = [
+    "ACTIVATION_LIMIT_BYTES",
     "ENCODER_OUTPUT_VERSION",
     "Encoder",
     "EncoderStats",
@@ -398,7 +399,7 @@ class Encoder:
 
     def rows_per_forward(self, tokens: int, batch: int | None = None) -> int:
         """Texts of ``tokens`` tokens (padded) in one forward pass over a batch of ``batch``
-        texts (default :attr:`batch_size`): all of them, or on a CPU at most as many as keep the
+        texts (default ``batch_size``): all of them, or on a CPU at most as many as keep the
         widest activation within :data:`ACTIVATION_LIMIT_BYTES` (at least one)."""
         rows = self.batch_size if batch is None else batch
         if self.device.type != "cpu":
