@@ -165,7 +165,7 @@ PAPER_CONFIG = {
 #: The embedded default (CPU, 2 cores): the study's settings except the iteration count.
 #: ``benchmarks/hotflip_iteration.py`` (2026-12-02, idle 2-core machine, the matmul peak taken
 #: from the faster of BLAS and oneDNN) puts a MiniLM iteration (100 candidates, 50 tokens) at
-#: 0.41 s in float32 (1.40x its FLOP floor) and 0.27 s in bfloat16 (1.80x: oneDNN's CPU
+#: 0.41 s in float32 (1.40x its FLOP floor) and 0.27 s in bfloat16 (1.80x: PyTorch's CPU
 #: attention kernel is a quarter of a bfloat16 candidate pass); 10 iterations x 10 clusters then
 #: take about a minute. SmolLM2 has about ten times the per-token FLOPs, so its runs need
 #: proportionally longer.
